@@ -1,0 +1,203 @@
+//! What the steps tell each other: stream events, queue messages and the
+//! messages that leave the bakery (emails, partner notifications).
+//!
+//! Ids are derived, not random: an order has exactly one `order_placed`
+//! event, one delivery request and one feedback message, so each id is a
+//! UUIDv5 of the order id and the kind. A retry that puts the same event
+//! again therefore carries the same id, and every consumer recognises it as
+//! a duplicate. Side effects use these ids as their idempotency keys.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::order::{Order, OrderId};
+
+/// Namespace for the bakery's derived ids.
+const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a0f_5b2e_3c1d_4e8f_9a7b_1c2d_3e4f_5a6b);
+
+fn derived_id(order_id: OrderId, kind: &str) -> Uuid {
+    Uuid::new_v5(&ID_NAMESPACE, format!("{order_id}/{kind}").as_bytes())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    OrderPlaced,
+    OrderFulfilled,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::OrderPlaced => "order_placed",
+            EventType::OrderFulfilled => "order_fulfilled",
+        }
+    }
+}
+
+/// One record on the order stream. Partition key: the order id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub event_id: Uuid,
+    pub event_type: EventType,
+    pub order_id: OrderId,
+    pub occurred_at: DateTime<Utc>,
+    /// The order as it was right after the change.
+    pub order: Order,
+}
+
+impl Event {
+    pub fn new(event_type: EventType, order: &Order, occurred_at: DateTime<Utc>) -> Event {
+        Event {
+            event_id: derived_id(order.order_id, event_type.as_str()),
+            event_type,
+            order_id: order.order_id,
+            occurred_at,
+            order: order.clone(),
+        }
+    }
+
+    /// The record's partition key: events of one order stay in order.
+    pub fn partition_key(&self) -> String {
+        self.order_id.to_string()
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serialising plain data with string keys cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn from_json(data: &[u8]) -> Result<Event, serde_json::Error> {
+        serde_json::from_slice(data)
+    }
+}
+
+/// Sent to the delivery queue once a cake is fulfilled: what the delivery
+/// company needs to pick it up and bring it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryRequest {
+    pub message_id: Uuid,
+    pub order_id: OrderId,
+    pub name: String,
+    pub address: String,
+    pub product_name: String,
+    pub quantity: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fulfillment_id: Option<String>,
+    pub requested_at: DateTime<Utc>,
+}
+
+impl DeliveryRequest {
+    pub fn for_order(order: &Order, requested_at: DateTime<Utc>) -> DeliveryRequest {
+        DeliveryRequest {
+            message_id: derived_id(order.order_id, "delivery_requested"),
+            order_id: order.order_id,
+            name: order.name.clone(),
+            address: order.address.clone(),
+            product_name: order.product_name.clone(),
+            quantity: order.quantity,
+            fulfillment_id: order.fulfillment_id.clone(),
+            requested_at,
+        }
+    }
+}
+
+/// Sent to the feedback queue once the customer confirmed delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedbackMessage {
+    pub message_id: Uuid,
+    pub order_id: OrderId,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    pub product_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_company_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_review: Option<String>,
+    pub delivered_at: DateTime<Utc>,
+}
+
+impl FeedbackMessage {
+    pub fn for_order(order: &Order, delivered_at: DateTime<Utc>) -> FeedbackMessage {
+        FeedbackMessage {
+            message_id: derived_id(order.order_id, "feedback_received"),
+            order_id: order.order_id,
+            name: order.name.clone(),
+            email: order.email.clone(),
+            product_name: order.product_name.clone(),
+            delivery_company_id: order.delivery_company_id.clone(),
+            order_review: order.order_review.clone(),
+            delivered_at,
+        }
+    }
+}
+
+/// A plain-text email. `key` makes sending idempotent: the same key is one
+/// email, however often it is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    pub key: String,
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+}
+
+/// A notification to a partner (the delivery company or customer service).
+/// Sent as a signed webhook with `payload` as its body, or as an email of
+/// `subject` and `text` when the partner takes email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartnerMessage {
+    /// The webhook id: the same for every retry of one notification.
+    pub id: String,
+    /// e.g. `delivery.requested`, `feedback.received`.
+    pub event_type: String,
+    pub payload: serde_json::Value,
+    pub subject: String,
+    pub text: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::order::tests::sample_order;
+
+    #[test]
+    fn event_ids_are_stable_per_order_and_type() {
+        let order = sample_order();
+        let a = Event::new(EventType::OrderPlaced, &order, Utc::now());
+        let b = Event::new(EventType::OrderPlaced, &order, Utc::now());
+        let c = Event::new(EventType::OrderFulfilled, &order, Utc::now());
+        assert_eq!(a.event_id, b.event_id);
+        assert_ne!(a.event_id, c.event_id);
+    }
+
+    #[test]
+    fn event_json_follows_the_stream_contract() {
+        let order = sample_order();
+        let event = Event::new(EventType::OrderPlaced, &order, Utc::now());
+        let json: serde_json::Value = serde_json::from_slice(&event.to_json()).unwrap();
+        for key in ["eventId", "eventType", "orderId", "occurredAt", "order"] {
+            assert!(json.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(json["eventType"], "order_placed");
+        assert_eq!(json["order"]["productId"], "chocolate-cake");
+        assert_eq!(Event::from_json(&event.to_json()).unwrap(), event);
+    }
+
+    #[test]
+    fn queue_message_ids_differ_per_kind() {
+        let order = sample_order();
+        let delivery = DeliveryRequest::for_order(&order, Utc::now());
+        let feedback = FeedbackMessage::for_order(&order, Utc::now());
+        assert_ne!(delivery.message_id, feedback.message_id);
+        assert_eq!(
+            delivery.message_id,
+            DeliveryRequest::for_order(&order, Utc::now()).message_id
+        );
+    }
+}

@@ -1,0 +1,30 @@
+//! The bakery's core: what an order is, how it moves, what it announces and
+//! what the seven functions need from the outside world.
+//!
+//! Nothing in this crate does IO. The compiler keeps it that way: there is no
+//! AWS SDK, no SQLite and no async runtime among its dependencies. Adapters
+//! (the `embedded` crate for one machine, the AWS adapters for the cloud)
+//! implement the [`ports`]; the Lambda crates hold handlers written against
+//! those ports.
+//!
+//! # Layout
+//!
+//! - [`catalog`]: the cakes the bakery sells, with prices in integer cents.
+//! - [`order`]: the order record, its status and the time of every step.
+//! - [`validation`]: turning untrusted JSON into valid requests, with a
+//!   field-by-field list of what is wrong.
+//! - [`events`]: the stream events and queue messages the steps exchange, and
+//!   the deterministic ids that make duplicates recognisable.
+//! - [`auth`]: bearer tokens, hashed and compared in constant time.
+//! - [`ports`]: the traits adapters implement, with the errors they must
+//!   return.
+
+pub mod auth;
+pub mod catalog;
+pub mod events;
+pub mod order;
+pub mod ports;
+pub mod validation;
+
+pub use catalog::{Catalog, Product};
+pub use order::{Order, OrderId, Status, Step, StepDetails, StepTime, Transition};

@@ -1,0 +1,164 @@
+//! The ports: what the seven functions need from the outside world.
+//!
+//! Each trait's docs state the contract adapters must keep, including which
+//! error to return when. Handlers map these errors to HTTP answers or to
+//! batch item failures; adapters map their vendors' errors to these.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::events::{Email, Event, EventType, PartnerMessage};
+use crate::order::{Order, OrderId, Step, Transition};
+
+/// Why storage could not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// Busy, throttled, out of space or unreachable: the same call may
+    /// succeed later. HTTP answers 503; consumers retry.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else (corrupt data, a bug). HTTP answers 500.
+    #[error("storage failed: {0}")]
+    Failed(String),
+}
+
+/// An idempotency key and the fingerprint of the request that first used it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// A new order and the event that announces it.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub order: Order,
+    pub idempotency: Option<IdempotencyKey>,
+    pub event: Event,
+}
+
+/// The outcome of [`OrderStore::place`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placed {
+    /// Stored now.
+    Created(Order),
+    /// The idempotency key was seen before with the same request: the order
+    /// stored then.
+    Replayed(Order),
+    /// The idempotency key was seen before with a different request.
+    KeyReused,
+}
+
+/// The outcome of [`OrderStore::advance`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Advanced {
+    /// The order moved; here it is afterwards.
+    Moved(Order),
+    /// The order was already at or past the target: nothing changed.
+    AlreadyDone(Order),
+    /// The order is not yet at the target's predecessor: nothing changed.
+    OutOfOrder(Order),
+    NotFound,
+}
+
+/// The order table together with the order stream it feeds.
+///
+/// Writers need both at once: an order acknowledged to a customer must be
+/// stored *and* announced. Adapters that share one database write the order
+/// and its event in one transaction; adapters over two services (a table
+/// and a stream) write the order first and put the event second, and put it
+/// again on every replay, which is harmless because event ids are derived
+/// and consumers deduplicate.
+#[async_trait]
+pub trait OrderStore: Send + Sync + 'static {
+    /// Stores a new order and puts `new.event` on the stream.
+    ///
+    /// With an idempotency key already seen: returns [`Placed::Replayed`]
+    /// (same fingerprint, after making sure the stored order's event is on
+    /// the stream) or [`Placed::KeyReused`] (different fingerprint), storing
+    /// nothing new. `Ok` means durable: the order survives a crash.
+    async fn place(&self, new: &NewOrder) -> Result<Placed, StoreError>;
+
+    /// The order, if it exists.
+    async fn get(&self, order_id: OrderId) -> Result<Option<Order>, StoreError>;
+
+    /// Compare-and-set: moves the order to `transition.to` only if it is in
+    /// the predecessor status (decided by [`Order::check`]), and then puts
+    /// an event of `announce` (built with [`Event::new`] from the order
+    /// after the change) on the stream. On [`Advanced::AlreadyDone`] the
+    /// adapter makes sure that event is on the stream too, so a retry after
+    /// a failure in between completes the step.
+    async fn advance(
+        &self,
+        transition: &Transition,
+        announce: Option<EventType>,
+    ) -> Result<Advanced, StoreError>;
+
+    /// Records when a side effect reached its person (see
+    /// [`Order::record`]: the first time wins). Unknown orders are ignored.
+    async fn record_step(
+        &self,
+        order_id: OrderId,
+        step: Step,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+}
+
+/// A message for a queue; `id` is the deduplication id consumers use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueMessage {
+    pub id: String,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    /// The queue could not take the message now; try again later.
+    #[error("queue unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// One queue (the delivery queue or the feedback queue).
+#[async_trait]
+pub trait Queue: Send + Sync + 'static {
+    /// Sends a message. Sending the same id twice may deliver it twice
+    /// (consumers deduplicate), but an adapter that can drop the repeat should.
+    async fn send(&self, message: &QueueMessage) -> Result<(), QueueError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MailError {
+    /// The mail server or outbox could not take it now; try again later.
+    #[error("mail unavailable: {0}")]
+    Unavailable(String),
+    /// This email can never be sent (e.g. the address was refused).
+    #[error("mail rejected: {0}")]
+    Rejected(String),
+}
+
+/// Sends email.
+#[async_trait]
+pub trait Mailer: Send + Sync + 'static {
+    /// Sends `email`. Idempotent by `email.key` where the adapter can be
+    /// (an outbox file named by the key); at least once otherwise.
+    async fn send(&self, email: &Email) -> Result<(), MailError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotifyError {
+    /// The partner did not take it now (down, timing out, 5xx); try later.
+    #[error("partner unavailable: {0}")]
+    Unavailable(String),
+    /// The partner refused it for good (4xx other than 408/429).
+    #[error("partner rejected the notification: {0}")]
+    Rejected(String),
+}
+
+/// Reaches one partner: the delivery company or customer service.
+#[async_trait]
+pub trait PartnerNotifier: Send + Sync + 'static {
+    /// Delivers `message`, retrying briefly with backoff. Partners
+    /// deduplicate by `message.id` (the webhook id), which stays the same
+    /// across retries.
+    async fn notify(&self, message: &PartnerMessage) -> Result<(), NotifyError>;
+}
