@@ -18,6 +18,8 @@
 //! - [`auth`]: bearer tokens, hashed and compared in constant time.
 //! - [`ports`]: the traits adapters implement, with the errors they must
 //!   return.
+//! - `memory` (feature `memory`): in-memory adapters of every port, for
+//!   unit tests of the handlers.
 
 pub mod auth;
 pub mod catalog;
@@ -25,6 +27,9 @@ pub mod events;
 pub mod order;
 pub mod ports;
 pub mod validation;
+
+#[cfg(any(test, feature = "memory"))]
+pub mod memory;
 
 pub use catalog::{Catalog, Product};
 pub use order::{Order, OrderId, Status, Step, StepDetails, StepTime, Transition};

@@ -1,0 +1,265 @@
+//! Running a step over a batch of stream records or queue messages.
+//!
+//! Lambda hands a consumer a batch; the consumer answers with the items
+//! that failed (`ReportBatchItemFailures`), and only those are retried. The
+//! helpers here decode each item, run the step on it and collect failures
+//! together with the reason, which the local runner keeps for the
+//! dead-letter queue and the AWS path logs.
+//!
+//! Stream records of one order (one partition key) run one after another in
+//! sequence order; once one fails, the later records of that order are
+//! reported failed too, so an order's events never overtake each other.
+//! Different orders run concurrently.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::streams::KinesisEventResponse;
+use domain::events::Event;
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+
+/// How many orders a consumer works on at once within one batch.
+pub const CONCURRENCY: usize = 32;
+
+/// One item that failed and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemFailure {
+    /// The Kinesis sequence number or the SQS message id.
+    pub item_identifier: String,
+    pub reason: String,
+}
+
+/// What a consumer reports for a batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    pub failures: Vec<ItemFailure>,
+}
+
+impl BatchReport {
+    pub fn kinesis_response(&self) -> KinesisEventResponse {
+        let mut response = KinesisEventResponse::default();
+        for failure in &self.failures {
+            response.add_failure(failure.item_identifier.clone());
+        }
+        response
+    }
+
+    pub fn sqs_response(&self) -> SqsBatchResponse {
+        let mut response = SqsBatchResponse::default();
+        for failure in &self.failures {
+            response.add_failure(failure.item_identifier.clone());
+        }
+        response
+    }
+
+    fn fail(&mut self, item_identifier: String, reason: String) {
+        tracing::warn!(item = %item_identifier, %reason, "batch item failed");
+        self.failures.push(ItemFailure {
+            item_identifier,
+            reason,
+        });
+    }
+}
+
+/// Runs `step` on every order event of a Kinesis batch.
+pub async fn for_each_event<F, Fut>(batch: KinesisEvent, step: F) -> BatchReport
+where
+    F: Fn(Event) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    // Group by partition key, keeping each order's records in sequence order.
+    let mut groups: Vec<Vec<(String, Result<Event, String>)>> = Vec::new();
+    let mut group_of_key: HashMap<String, usize> = HashMap::new();
+    for record in batch.records {
+        let sequence = record.kinesis.sequence_number.clone();
+        let decoded = Event::from_json(&record.kinesis.data)
+            .map_err(|e| format!("record is not an order event: {e}"));
+        let index = *group_of_key
+            .entry(record.kinesis.partition_key.clone())
+            .or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+        groups[index].push((sequence, decoded));
+    }
+
+    let step = &step;
+    let failures: Vec<Vec<(String, String)>> = futures::stream::iter(groups)
+        .map(|group| async move {
+            let mut failed = Vec::new();
+            let mut earlier_failed = false;
+            for (sequence, decoded) in group {
+                if earlier_failed {
+                    failed.push((sequence, "an earlier record of this order failed".into()));
+                    continue;
+                }
+                let outcome = match decoded {
+                    Ok(event) => step(event).await,
+                    Err(why) => Err(why),
+                };
+                if let Err(why) = outcome {
+                    earlier_failed = true;
+                    failed.push((sequence, why));
+                }
+            }
+            failed
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+
+    let mut report = BatchReport::default();
+    for (sequence, reason) in failures.into_iter().flatten() {
+        report.fail(sequence, reason);
+    }
+    report
+}
+
+/// Runs `step` on every message of an SQS batch, decoded from JSON as `T`.
+pub async fn for_each_message<T, F, Fut>(batch: SqsEvent, step: F) -> BatchReport
+where
+    T: DeserializeOwned,
+    F: Fn(T) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let step = &step;
+    let outcomes: Vec<(Option<String>, Result<(), String>)> =
+        futures::stream::iter(batch.records)
+            .map(|message| async move {
+                let decoded = serde_json::from_str::<T>(message.body.as_deref().unwrap_or(""))
+                    .map_err(|e| format!("message is not the expected JSON: {e}"));
+                let outcome = match decoded {
+                    Ok(body) => step(body).await,
+                    Err(why) => Err(why),
+                };
+                (message.message_id, outcome)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+
+    let mut report = BatchReport::default();
+    for (message_id, outcome) in outcomes {
+        match (message_id, outcome) {
+            (_, Ok(())) => {}
+            (Some(id), Err(why)) => report.fail(id, why),
+            // Without an id the message cannot be reported; SQS keeps it
+            // only if the whole batch fails, which would redo the others.
+            (None, Err(why)) => tracing::error!(reason = %why, "failed message has no id"),
+        }
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lambda_events::event::kinesis::KinesisEventRecord;
+    use aws_lambda_events::event::sqs::SqsMessage;
+    use std::sync::Mutex;
+
+    fn order_event(order: u128) -> Vec<u8> {
+        let json = serde_json::json!({
+            "eventId": uuid::Uuid::from_u128(order + 1000),
+            "eventType": "order_placed",
+            "orderId": uuid::Uuid::from_u128(order),
+            "occurredAt": "2026-11-24T10:00:00Z",
+            "order": {
+                "orderId": uuid::Uuid::from_u128(order), "status": "placed", "name": "A",
+                "address": "B", "productId": "p", "productName": "P", "quantity": 1,
+                "unitPriceCents": 1, "totalCents": 1, "currency": "EUR",
+                "timeline": [{"step": "placed", "at": "2026-11-24T10:00:00Z"}]
+            }
+        });
+        serde_json::to_vec(&json).unwrap()
+    }
+
+    fn kinesis(records: &[(u128, &str, Vec<u8>)]) -> KinesisEvent {
+        let mut event = KinesisEvent::default();
+        for (order, sequence, data) in records {
+            let mut record = KinesisEventRecord::default();
+            record.kinesis.partition_key = uuid::Uuid::from_u128(*order).to_string();
+            record.kinesis.sequence_number = sequence.to_string();
+            *record.kinesis.data = data.clone();
+            event.records.push(record);
+        }
+        event
+    }
+
+    #[tokio::test]
+    async fn failures_are_reported_by_sequence_number_and_block_the_same_order() {
+        let batch = kinesis(&[
+            (1, "1", order_event(1)),
+            (2, "2", order_event(2)),
+            (1, "3", order_event(1)),
+            (3, "4", b"garbage".to_vec()),
+        ]);
+        let seen = Mutex::new(Vec::new());
+        let report = for_each_event(batch, |event| {
+            let seen = &seen;
+            async move {
+                seen.lock().unwrap().push(event.order_id.0.as_u128());
+                if event.order_id.0.as_u128() == 1 {
+                    Err("oven on fire".to_string())
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await;
+        let mut failed: Vec<(String, String)> = report
+            .failures
+            .iter()
+            .map(|f| (f.item_identifier.clone(), f.reason.clone()))
+            .collect();
+        failed.sort();
+        assert_eq!(failed[0], ("1".into(), "oven on fire".into()));
+        assert_eq!(failed[1].0, "3");
+        assert!(failed[1].1.contains("earlier record"));
+        assert_eq!(failed[2].0, "4");
+        assert!(failed[2].1.contains("not an order event"));
+        assert_eq!(failed.len(), 3);
+        // Order 1's second record never ran: its first one failed.
+        let mut seen = seen.into_inner().unwrap();
+        seen.sort();
+        assert_eq!(seen, vec![1, 2]);
+        let response = report.kinesis_response();
+        assert_eq!(response.batch_item_failures.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn sqs_failures_are_reported_by_message_id() {
+        let mut batch = SqsEvent::default();
+        for (id, body) in [("m1", r#"{"n":1}"#), ("m2", r#"{"n":2}"#), ("m3", "nope")] {
+            let mut message = SqsMessage::default();
+            message.message_id = Some(id.into());
+            message.body = Some(body.into());
+            batch.records.push(message);
+        }
+        #[derive(serde::Deserialize)]
+        struct Body {
+            n: u32,
+        }
+        let report = for_each_message(batch, |body: Body| async move {
+            if body.n == 2 {
+                Err("partner down".to_string())
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+        let mut ids: Vec<&str> = report
+            .failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        ids.sort();
+        assert_eq!(ids, vec!["m2", "m3"]);
+        let json = serde_json::to_value(report.sqs_response()).unwrap();
+        assert_eq!(json["batchItemFailures"].as_array().unwrap().len(), 2);
+        assert!(json["batchItemFailures"][0]["itemIdentifier"].is_string());
+    }
+}

@@ -1,0 +1,155 @@
+//! Step 1 of the flow: a customer orders a cake.
+//!
+//! `POST /order` validates the order against the catalog, stores it with
+//! status `placed` and puts `order_placed` on the stream, both before it
+//! answers `201`. The answer carries the customer's token, which the
+//! customer needs to follow the order and to confirm delivery. A retry with
+//! the same `Idempotency-Key` answers with the same order and token.
+//!
+//! This function also serves the reads: `GET /order/{orderId}` (the
+//! customer's token or the cake maker's) and `GET /products` (public).
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use domain::auth::{CustomerTokens, TokenHash};
+use domain::events::{Event, EventType};
+use domain::ports::{IdempotencyKey, NewOrder, OrderStore, Placed};
+use domain::validation::{self, OrderRequest, limits};
+use domain::{Catalog, Order, OrderId, Status, Step, StepTime};
+use lambda_kit::http::{ApiError, JsonBody, bearer_token};
+use serde::Serialize;
+
+/// What the order function needs.
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Arc<dyn OrderStore>,
+    pub catalog: Arc<Catalog>,
+    pub customer_tokens: CustomerTokens,
+    /// Hash of the cake maker's token, who may read every order.
+    pub baker_token: TokenHash,
+}
+
+/// The routes this function serves.
+pub fn router(deps: Deps) -> Router {
+    Router::new()
+        .route("/order", post(place_order))
+        .route("/order/{order_id}", get(get_order))
+        .route("/products", get(list_products))
+        .layer(DefaultBodyLimit::max(limits::BODY_BYTES))
+        .with_state(deps)
+}
+
+/// An order as answered to the customer who placed it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PlacedOrder<'a> {
+    #[serde(flatten)]
+    order: &'a Order,
+    /// Secret; needed for `GET /order/{orderId}` and `POST /order/delivered`.
+    customer_token: String,
+}
+
+async fn place_order(
+    State(deps): State<Deps>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => {
+            let text = value.to_str().unwrap_or("\u{0}");
+            let key = validation::idempotency_key(text)
+                .map_err(|e| ApiError::InvalidFields(validation::ValidationErrors(vec![e])))?;
+            Some(key.to_string())
+        }
+    };
+    let request = OrderRequest::parse(&body, &deps.catalog)?;
+    let product = deps
+        .catalog
+        .find(&request.product_id)
+        .ok_or_else(|| ApiError::Internal("validated product vanished".into()))?;
+
+    let order_id = OrderId(uuid::Uuid::now_v7());
+    let now = Utc::now();
+    let order = Order {
+        order_id,
+        status: Status::Placed,
+        name: request.name.clone(),
+        address: request.address.clone(),
+        email: request.email.clone(),
+        product_id: product.id.clone(),
+        product_name: product.name.clone(),
+        quantity: request.quantity,
+        unit_price_cents: product.price_cents,
+        total_cents: u64::from(product.price_cents) * u64::from(request.quantity),
+        currency: deps.catalog.currency.clone(),
+        fulfillment_id: None,
+        delivery_company_id: None,
+        order_review: None,
+        timeline: vec![StepTime {
+            step: Step::Placed,
+            at: now,
+        }],
+        customer_token_hash: TokenHash::of(&deps.customer_tokens.token_for(order_id)),
+    };
+    let new = NewOrder {
+        event: Event::new(EventType::OrderPlaced, &order, now),
+        idempotency: idempotency_key.map(|key| IdempotencyKey {
+            key,
+            fingerprint: request.fingerprint(),
+        }),
+        order,
+    };
+    let (order, replayed) = match deps.store.place(&new).await? {
+        Placed::Created(order) => (order, false),
+        Placed::Replayed(order) => (order, true),
+        Placed::KeyReused => return Err(ApiError::IdempotencyKeyReused),
+    };
+    tracing::info!(order_id = %order.order_id, replayed, "order placed");
+    let body = PlacedOrder {
+        customer_token: deps.customer_tokens.token_for(order.order_id),
+        order: &order,
+    };
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/order/{}", order.order_id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+async fn get_order(
+    State(deps): State<Deps>,
+    Path(order_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Order>, ApiError> {
+    let token = bearer_token(&headers)?;
+    let order_id = OrderId::parse(&order_id).ok_or(ApiError::NotFound)?;
+    let order = deps.store.get(order_id).await?.ok_or(ApiError::NotFound)?;
+    // Either token is checked in full, so timing tells nothing about which
+    // one came close.
+    let is_baker = deps.baker_token.matches(token);
+    let is_customer = order.customer_token_hash.matches(token);
+    if is_baker | is_customer {
+        Ok(Json(order))
+    } else {
+        Err(ApiError::Forbidden)
+    }
+}
+
+async fn list_products(State(deps): State<Deps>) -> Json<Arc<Catalog>> {
+    Json(deps.catalog.clone())
+}
+
+#[cfg(test)]
+mod tests;

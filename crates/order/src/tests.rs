@@ -1,0 +1,173 @@
+use super::*;
+use axum::body::Body;
+use axum::http::Request;
+use domain::memory::MemoryStore;
+use domain::ports::StoreError;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const BAKER: &str = "baker-secret";
+
+fn setup() -> (Arc<MemoryStore>, Router) {
+    let store = Arc::new(MemoryStore::default());
+    let deps = Deps {
+        store: store.clone(),
+        catalog: Arc::new(Catalog::default()),
+        customer_tokens: CustomerTokens::new("token-secret"),
+        baker_token: TokenHash::of(BAKER),
+    };
+    (store, router(deps))
+}
+
+async fn call(app: &Router, request: Request<Body>) -> (StatusCode, HeaderMap, Value) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, headers, body)
+}
+
+fn post_order(body: Value, key: Option<&str>) -> Request<Body> {
+    let mut request = Request::post("/order").header("content-type", "application/json");
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    request.body(Body::from(body.to_string())).unwrap()
+}
+
+fn get(path: &str, token: Option<&str>) -> Request<Body> {
+    let mut request = Request::get(path);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    request.body(Body::empty()).unwrap()
+}
+
+fn cake() -> Value {
+    json!({"name": "Ada Lovelace", "address": "12 Analytical Row", "productId": "lemon-tart", "quantity": 2})
+}
+
+#[tokio::test]
+async fn placing_an_order_stores_it_and_announces_it() {
+    let (store, app) = setup();
+    let (status, headers, body) = call(&app, post_order(cake(), None)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(body["status"], "placed");
+    assert_eq!(body["totalCents"], 4800);
+    assert_eq!(body["currency"], "EUR");
+    assert_eq!(body["productName"], "Lemon tart");
+    assert_eq!(body["timeline"][0]["step"], "placed");
+    let token = body["customerToken"].as_str().unwrap();
+    assert_eq!(token.len(), 43);
+    let id = body["orderId"].as_str().unwrap();
+    assert_eq!(headers["location"], format!("/order/{id}").as_str());
+
+    let events = store.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_type, EventType::OrderPlaced);
+    assert_eq!(events[0].order_id.to_string(), id);
+}
+
+#[tokio::test]
+async fn a_retry_with_the_same_key_returns_the_same_order_and_token() {
+    let (store, app) = setup();
+    let (_, _, first) = call(&app, post_order(cake(), Some("key-1"))).await;
+    let (status, headers, second) = call(&app, post_order(cake(), Some("key-1"))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(headers["idempotent-replayed"], "true");
+    assert_eq!(first["orderId"], second["orderId"]);
+    assert_eq!(first["customerToken"], second["customerToken"]);
+    assert_eq!(store.order_count(), 1);
+    assert_eq!(store.events().len(), 1);
+}
+
+#[tokio::test]
+async fn a_key_reused_for_another_request_is_refused() {
+    let (store, app) = setup();
+    call(&app, post_order(cake(), Some("key-1"))).await;
+    let mut other = cake();
+    other["quantity"] = json!(3);
+    let (status, _, body) = call(&app, post_order(other, Some("key-1"))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body["type"].as_str().unwrap().ends_with("idempotency-key-reused"));
+    assert_eq!(store.order_count(), 1);
+}
+
+#[tokio::test]
+async fn bad_idempotency_keys_are_refused() {
+    let (store, app) = setup();
+    let (status, _, body) = call(&app, post_order(cake(), Some("has space"))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"][0]["field"], "Idempotency-Key");
+    assert_eq!(store.order_count(), 0);
+}
+
+#[tokio::test]
+async fn invalid_orders_list_every_field_and_store_nothing() {
+    let (store, app) = setup();
+    let body = json!({"name": "", "productId": "pavlova", "quantity": 0});
+    let (status, headers, problem) = call(&app, post_order(body, None)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(headers["content-type"], "application/problem+json");
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, vec!["name", "address", "productId", "quantity"]);
+    assert_eq!(store.order_count(), 0);
+    assert!(store.events().is_empty());
+}
+
+#[tokio::test]
+async fn busy_storage_answers_503_and_stores_nothing() {
+    let (store, app) = setup();
+    *store.failure.lock().unwrap() = Some(StoreError::Unavailable("database is locked".into()));
+    let (status, headers, body) = call(&app, post_order(cake(), Some("k"))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers["retry-after"], "1");
+    assert!(!body.to_string().contains("locked"), "internal detail leaked");
+}
+
+#[tokio::test]
+async fn orders_are_readable_by_their_customer_and_the_baker_only() {
+    let (_, app) = setup();
+    let (_, _, placed) = call(&app, post_order(cake(), None)).await;
+    let id = placed["orderId"].as_str().unwrap();
+    let token = placed["customerToken"].as_str().unwrap();
+    let path = format!("/order/{id}");
+
+    let (status, _, body) = call(&app, get(&path, Some(token))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["orderId"], id);
+    assert!(body.get("customerToken").is_none(), "token is returned once");
+    assert_eq!(call(&app, get(&path, Some(BAKER))).await.0, StatusCode::OK);
+    assert_eq!(call(&app, get(&path, Some("guess"))).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(call(&app, get(&path, None)).await.0, StatusCode::UNAUTHORIZED);
+
+    // Another customer's token does not open this order.
+    let (_, _, other) = call(&app, post_order(cake(), None)).await;
+    let other_token = other["customerToken"].as_str().unwrap();
+    assert_eq!(call(&app, get(&path, Some(other_token))).await.0, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_order_ids_are_404() {
+    let (_, app) = setup();
+    let unknown = format!("/order/{}", uuid::Uuid::now_v7());
+    assert_eq!(call(&app, get(&unknown, Some(BAKER))).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(call(&app, get("/order/42", Some(BAKER))).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_catalog_is_public() {
+    let (_, app) = setup();
+    let (status, _, body) = call(&app, get("/products", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["currency"], "EUR");
+    assert_eq!(body["products"][0]["id"], "chocolate-cake");
+    assert_eq!(body["products"][0]["priceCents"], 3200);
+}
