@@ -15,7 +15,9 @@ use crate::order::{Order, OrderId, Step, Transition, TransitionCheck};
 use crate::ports::*;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Orders and the stream they feed.
@@ -64,10 +66,15 @@ impl OrderStore for MemoryStore {
                 if *fingerprint != key.fingerprint {
                     return Ok(Placed::KeyReused);
                 }
-                let order = self.order(*id).ok_or(StoreError::Failed("key without order".into()))?;
+                let order = self
+                    .order(*id)
+                    .ok_or(StoreError::Failed("key without order".into()))?;
                 return Ok(Placed::Replayed(order));
             }
-            keys.insert(key.key.clone(), (key.fingerprint.clone(), new.order.order_id));
+            keys.insert(
+                key.key.clone(),
+                (key.fingerprint.clone(), new.order.order_id),
+            );
         }
         self.insert(new.order.clone());
         lock(&self.stream).push(new.event.clone());
@@ -168,4 +175,36 @@ impl PartnerNotifier for MemoryPartner {
         lock(&self.received).push(message.clone());
         Ok(())
     }
+}
+
+/// A freshly placed order with a new id, for tests.
+pub fn placed_order() -> Order {
+    let now = Utc::now();
+    let order_id = OrderId(uuid::Uuid::now_v7());
+    Order {
+        order_id,
+        status: crate::order::Status::Placed,
+        name: "Ada Lovelace".into(),
+        address: "12 Analytical Row".into(),
+        email: Some("ada@example.com".into()),
+        product_id: "carrot-cake".into(),
+        product_name: "Carrot cake".into(),
+        quantity: 1,
+        unit_price_cents: 2800,
+        total_cents: 2800,
+        currency: "EUR".into(),
+        fulfillment_id: None,
+        delivery_company_id: None,
+        order_review: None,
+        timeline: vec![crate::order::StepTime {
+            step: Step::Placed,
+            at: now,
+        }],
+        customer_token_hash: crate::auth::TokenHash::of(&format!("token-{order_id}")),
+    }
+}
+
+/// The customer token [`placed_order`] set up.
+pub fn token_of(order: &Order) -> String {
+    format!("token-{}", order.order_id)
 }

@@ -126,20 +126,19 @@ where
     Fut: Future<Output = Result<(), String>>,
 {
     let step = &step;
-    let outcomes: Vec<(Option<String>, Result<(), String>)> =
-        futures::stream::iter(batch.records)
-            .map(|message| async move {
-                let decoded = serde_json::from_str::<T>(message.body.as_deref().unwrap_or(""))
-                    .map_err(|e| format!("message is not the expected JSON: {e}"));
-                let outcome = match decoded {
-                    Ok(body) => step(body).await,
-                    Err(why) => Err(why),
-                };
-                (message.message_id, outcome)
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
+    let outcomes: Vec<(Option<String>, Result<(), String>)> = futures::stream::iter(batch.records)
+        .map(|message| async move {
+            let decoded = serde_json::from_str::<T>(message.body.as_deref().unwrap_or(""))
+                .map_err(|e| format!("message is not the expected JSON: {e}"));
+            let outcome = match decoded {
+                Ok(body) => step(body).await,
+                Err(why) => Err(why),
+            };
+            (message.message_id, outcome)
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
 
     let mut report = BatchReport::default();
     for (message_id, outcome) in outcomes {

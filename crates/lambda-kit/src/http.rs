@@ -29,7 +29,10 @@ pub enum ApiError {
     Forbidden,
     NotFound,
     /// The order is not at the step this request needs.
-    OutOfOrder { current: Status, wanted: Status },
+    OutOfOrder {
+        current: Status,
+        wanted: Status,
+    },
     /// The `Idempotency-Key` was already used for a different request.
     IdempotencyKeyReused,
     /// Storage or a queue is busy; retrying is safe.
@@ -114,10 +117,7 @@ impl ApiError {
                 "Order is not ready for this step",
                 format!(
                     "the order is {current}; it must be {} before it can become {wanted}",
-                    wanted
-                        .predecessor()
-                        .map(|s| s.as_str())
-                        .unwrap_or("new")
+                    wanted.predecessor().map(|s| s.as_str()).unwrap_or("new")
                 ),
             ),
             ApiError::IdempotencyKeyReused => (
@@ -208,13 +208,15 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::TooLarge
-            } else {
-                ApiError::MalformedJson(rejection.body_text())
-            }
-        })?;
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::TooLarge
+                } else {
+                    ApiError::MalformedJson(rejection.body_text())
+                }
+            })?;
         if bytes.len() > limits::BODY_BYTES {
             return Err(ApiError::TooLarge);
         }
@@ -231,7 +233,9 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
         .and_then(|value| value.to_str().ok())
         .and_then(|value| {
             let (scheme, token) = value.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then_some(token.trim())
         })
         .filter(|token| !token.is_empty())
         .ok_or(ApiError::Unauthenticated)
@@ -268,7 +272,11 @@ mod tests {
             .get(header::CONTENT_TYPE)
             .map(|v| v.to_str().unwrap().to_string());
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (status, content_type, serde_json::from_slice(&bytes).unwrap())
+        (
+            status,
+            content_type,
+            serde_json::from_slice(&bytes).unwrap(),
+        )
     }
 
     #[tokio::test]
@@ -328,6 +336,11 @@ mod tests {
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let body: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(body["currentStatus"], "placed");
-        assert!(body["detail"].as_str().unwrap().contains("out_for_delivery"));
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("out_for_delivery")
+        );
     }
 }

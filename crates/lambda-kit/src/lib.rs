@@ -7,8 +7,10 @@
 //!   with a size limit and field-level validation errors, and bearer tokens.
 //! - [`batch`]: running a handler over a Kinesis or SQS batch and reporting
 //!   the records that failed, as `ReportBatchItemFailures` expects.
+//! - [`partner`]: notifying a partner once per order step.
 //!
 //! Both exist so each function crate holds only its own step's logic.
 
 pub mod batch;
 pub mod http;
+pub mod partner;

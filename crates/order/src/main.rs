@@ -3,9 +3,12 @@
 //! The AWS adapters (DynamoDB table, Kinesis stream) are wired here; until
 //! they exist this binary refuses to start rather than run half-configured.
 
-use lambda_http::Error;
+use lambda_runtime::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    Err("the AWS wiring of this function is not built yet; run it locally with the bakery runner".into())
+    Err(
+        "the AWS wiring of this function is not built yet; run it locally with the bakery runner"
+            .into(),
+    )
 }

@@ -91,7 +91,12 @@ async fn a_key_reused_for_another_request_is_refused() {
     other["quantity"] = json!(3);
     let (status, _, body) = call(&app, post_order(other, Some("key-1"))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(body["type"].as_str().unwrap().ends_with("idempotency-key-reused"));
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("idempotency-key-reused")
+    );
     assert_eq!(store.order_count(), 1);
 }
 
@@ -129,7 +134,10 @@ async fn busy_storage_answers_503_and_stores_nothing() {
     let (status, headers, body) = call(&app, post_order(cake(), Some("k"))).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(headers["retry-after"], "1");
-    assert!(!body.to_string().contains("locked"), "internal detail leaked");
+    assert!(
+        !body.to_string().contains("locked"),
+        "internal detail leaked"
+    );
 }
 
 #[tokio::test]
@@ -143,23 +151,41 @@ async fn orders_are_readable_by_their_customer_and_the_baker_only() {
     let (status, _, body) = call(&app, get(&path, Some(token))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["orderId"], id);
-    assert!(body.get("customerToken").is_none(), "token is returned once");
+    assert!(
+        body.get("customerToken").is_none(),
+        "token is returned once"
+    );
     assert_eq!(call(&app, get(&path, Some(BAKER))).await.0, StatusCode::OK);
-    assert_eq!(call(&app, get(&path, Some("guess"))).await.0, StatusCode::FORBIDDEN);
-    assert_eq!(call(&app, get(&path, None)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call(&app, get(&path, Some("guess"))).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call(&app, get(&path, None)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 
     // Another customer's token does not open this order.
     let (_, _, other) = call(&app, post_order(cake(), None)).await;
     let other_token = other["customerToken"].as_str().unwrap();
-    assert_eq!(call(&app, get(&path, Some(other_token))).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        call(&app, get(&path, Some(other_token))).await.0,
+        StatusCode::FORBIDDEN
+    );
 }
 
 #[tokio::test]
 async fn unknown_and_malformed_order_ids_are_404() {
     let (_, app) = setup();
     let unknown = format!("/order/{}", uuid::Uuid::now_v7());
-    assert_eq!(call(&app, get(&unknown, Some(BAKER))).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(call(&app, get("/order/42", Some(BAKER))).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        call(&app, get(&unknown, Some(BAKER))).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(&app, get("/order/42", Some(BAKER))).await.0,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]

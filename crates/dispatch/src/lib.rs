@@ -1,0 +1,158 @@
+//! Step 4 of the flow: a fulfilled order goes out for delivery.
+//!
+//! Consumes `order_fulfilled` events from the order stream (other event
+//! types are skipped), moves the order `fulfilled -> out_for_delivery` by
+//! compare-and-set and sends a delivery request to the delivery queue. A
+//! redelivered event finds the order already out for delivery and sends the
+//! request again with the same message id, which completes a step that
+//! failed between the two writes and is recognised downstream as a repeat.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use chrono::Utc;
+use domain::events::{DeliveryRequest, Event, EventType};
+use domain::ports::{Advanced, OrderStore, Queue, QueueMessage};
+use domain::{Status, Step, StepDetails, Transition};
+use lambda_kit::batch::{BatchReport, for_each_event};
+
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Arc<dyn OrderStore>,
+    pub delivery_queue: Arc<dyn Queue>,
+}
+
+/// Handles one batch of stream records.
+pub async fn handle(deps: &Deps, batch: KinesisEvent) -> BatchReport {
+    for_each_event(batch, |event| dispatch(deps, event)).await
+}
+
+async fn dispatch(deps: &Deps, event: Event) -> Result<(), String> {
+    if event.event_type != EventType::OrderFulfilled {
+        return Ok(());
+    }
+    let transition = Transition {
+        order_id: event.order_id,
+        to: Status::OutForDelivery,
+        at: Utc::now(),
+        details: StepDetails::default(),
+    };
+    let order = match deps
+        .store
+        .advance(&transition, None)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Advanced::Moved(order) | Advanced::AlreadyDone(order) => order,
+        Advanced::OutOfOrder(order) => {
+            return Err(format!(
+                "order is {} but a fulfilled event arrived",
+                order.status
+            ));
+        }
+        Advanced::NotFound => return Err("order not found".into()),
+    };
+    let requested_at = order.at(Step::OutForDelivery).unwrap_or(transition.at);
+    let request = DeliveryRequest::for_order(&order, requested_at);
+    let body = serde_json::to_string(&request).map_err(|e| e.to_string())?;
+    deps.delivery_queue
+        .send(&QueueMessage {
+            id: request.message_id.to_string(),
+            body,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(order_id = %order.order_id, "out for delivery");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lambda_events::event::kinesis::KinesisEventRecord;
+    use domain::memory::{MemoryQueue, MemoryStore, placed_order};
+    use domain::ports::QueueError;
+
+    fn setup() -> (Arc<MemoryStore>, Arc<MemoryQueue>, Deps) {
+        let store = Arc::new(MemoryStore::default());
+        let queue = Arc::new(MemoryQueue::default());
+        let deps = Deps {
+            store: store.clone(),
+            delivery_queue: queue.clone(),
+        };
+        (store, queue, deps)
+    }
+
+    fn batch(events: &[Event]) -> KinesisEvent {
+        let mut batch = KinesisEvent::default();
+        for (i, event) in events.iter().enumerate() {
+            let mut record = KinesisEventRecord::default();
+            record.kinesis.partition_key = event.partition_key();
+            record.kinesis.sequence_number = format!("{}", i + 1);
+            *record.kinesis.data = event.to_json();
+            batch.records.push(record);
+        }
+        batch
+    }
+
+    fn fulfilled(store: &MemoryStore) -> Event {
+        let mut order = placed_order();
+        order.status = Status::Fulfilled;
+        order.fulfillment_id = Some("oven-1".into());
+        store.insert(order.clone());
+        Event::new(EventType::OrderFulfilled, &order, Utc::now())
+    }
+
+    #[tokio::test]
+    async fn a_fulfilled_order_goes_out_for_delivery_once() {
+        let (store, queue, deps) = setup();
+        let event = fulfilled(&store);
+        assert!(
+            handle(&deps, batch(&[event.clone(), event.clone()]))
+                .await
+                .failures
+                .is_empty()
+        );
+        let order = store.order(event.order_id).unwrap();
+        assert_eq!(order.status, Status::OutForDelivery);
+        let sent = queue.sent.lock().unwrap().clone();
+        assert!(!sent.is_empty());
+        assert!(
+            sent.iter().all(|m| m.id == sent[0].id),
+            "one message id per order"
+        );
+        let request: DeliveryRequest = serde_json::from_str(&sent[0].body).unwrap();
+        assert_eq!(request.order_id, event.order_id);
+        assert_eq!(request.fulfillment_id.as_deref(), Some("oven-1"));
+        assert_eq!(request.address, "12 Analytical Row");
+    }
+
+    #[tokio::test]
+    async fn a_queue_failure_is_retried_and_completes_the_step() {
+        let (store, queue, deps) = setup();
+        let event = fulfilled(&store);
+        *queue.failure.lock().unwrap() = Some(QueueError::Unavailable("throttled".into()));
+        let report = handle(&deps, batch(&[event.clone()])).await;
+        assert_eq!(report.failures.len(), 1);
+        assert_eq!(
+            store.order(event.order_id).unwrap().status,
+            Status::OutForDelivery,
+            "the state change stands; the retry only sends"
+        );
+        *queue.failure.lock().unwrap() = None;
+        assert!(handle(&deps, batch(&[event])).await.failures.is_empty());
+        assert_eq!(queue.sent.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_orders_fail_and_other_events_are_skipped() {
+        let (store, queue, deps) = setup();
+        let ghost = Event::new(EventType::OrderFulfilled, &placed_order(), Utc::now());
+        let placed = Event::new(EventType::OrderPlaced, &placed_order(), Utc::now());
+        let report = handle(&deps, batch(&[ghost, placed])).await;
+        assert_eq!(report.failures.len(), 1);
+        assert_eq!(report.failures[0].reason, "order not found");
+        assert_eq!(store.order_count(), 0);
+        assert!(queue.sent.lock().unwrap().is_empty());
+    }
+}

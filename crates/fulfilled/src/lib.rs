@@ -1,0 +1,175 @@
+//! Step 3 of the flow: the cake maker marks an order fulfilled.
+//!
+//! `POST /order/fulfilled` (cake maker's token) moves the order
+//! `placed -> fulfilled` by compare-and-set and puts `order_fulfilled` on the
+//! stream. Repeating it changes nothing and answers the order again; an
+//! order that is not `placed` yet cannot be fulfilled (there is no such
+//! case today, but the state machine decides, not this handler).
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::{Json, Router};
+use chrono::Utc;
+use domain::auth::TokenHash;
+use domain::events::EventType;
+use domain::ports::{Advanced, OrderStore};
+use domain::validation::{FulfilRequest, limits};
+use domain::{Order, Status, StepDetails, Transition};
+use lambda_kit::http::{ApiError, JsonBody, bearer_token};
+
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Arc<dyn OrderStore>,
+    /// Hash of the cake maker's token.
+    pub baker_token: TokenHash,
+}
+
+pub fn router(deps: Deps) -> Router {
+    Router::new()
+        .route("/order/fulfilled", post(mark_fulfilled))
+        .layer(DefaultBodyLimit::max(limits::BODY_BYTES))
+        .with_state(deps)
+}
+
+async fn mark_fulfilled(
+    State(deps): State<Deps>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Order>, ApiError> {
+    // Who asks comes before what they ask: strangers learn nothing about
+    // which order ids exist.
+    if !deps.baker_token.matches(bearer_token(&headers)?) {
+        return Err(ApiError::Forbidden);
+    }
+    let request = FulfilRequest::parse(&body)?;
+    let transition = Transition {
+        order_id: request.order_id,
+        to: Status::Fulfilled,
+        at: Utc::now(),
+        details: StepDetails {
+            fulfillment_id: request.fulfillment_id,
+            ..StepDetails::default()
+        },
+    };
+    match deps
+        .store
+        .advance(&transition, Some(EventType::OrderFulfilled))
+        .await?
+    {
+        Advanced::Moved(order) => {
+            tracing::info!(order_id = %order.order_id, "order fulfilled");
+            Ok(Json(order))
+        }
+        Advanced::AlreadyDone(order) => Ok(Json(order)),
+        Advanced::OutOfOrder(order) => Err(ApiError::OutOfOrder {
+            current: order.status,
+            wanted: Status::Fulfilled,
+        }),
+        Advanced::NotFound => Err(ApiError::NotFound),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use domain::memory::MemoryStore;
+    use domain::memory::placed_order;
+    use http_body_util::BodyExt;
+    use serde_json::{Value, json};
+    use tower::ServiceExt;
+
+    const BAKER: &str = "baker-secret";
+
+    fn setup() -> (Arc<MemoryStore>, Router) {
+        let store = Arc::new(MemoryStore::default());
+        let deps = Deps {
+            store: store.clone(),
+            baker_token: TokenHash::of(BAKER),
+        };
+        (store, router(deps))
+    }
+
+    async fn fulfil(app: &Router, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        let mut request = Request::post("/order/fulfilled");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = app
+            .clone()
+            .oneshot(request.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_baker_fulfils_once_and_repeats_change_nothing() {
+        let (store, app) = setup();
+        let order = placed_order();
+        store.insert(order.clone());
+        let body = json!({"orderId": order.order_id, "fulfillmentId": "oven-2"});
+        let (status, answer) = fulfil(&app, Some(BAKER), body.clone()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(answer["status"], "fulfilled");
+        assert_eq!(answer["fulfillmentId"], "oven-2");
+        let (status, again) = fulfil(&app, Some(BAKER), body).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(again["timeline"], answer["timeline"]);
+        let events = store.events();
+        assert_eq!(events.len(), 1, "a repeat puts no second event");
+        assert_eq!(events[0].event_type, EventType::OrderFulfilled);
+        assert_eq!(events[0].order.status, Status::Fulfilled);
+    }
+
+    #[tokio::test]
+    async fn only_the_baker_may_fulfil() {
+        let (store, app) = setup();
+        let order = placed_order();
+        store.insert(order.clone());
+        let body = json!({"orderId": order.order_id});
+        assert_eq!(
+            fulfil(&app, None, body.clone()).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            fulfil(&app, Some("nope"), body.clone()).await.0,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(store.order(order.order_id).unwrap().status, Status::Placed);
+        assert!(store.events().is_empty());
+    }
+
+    #[tokio::test]
+    async fn unknown_orders_and_bad_bodies() {
+        let (_, app) = setup();
+        let unknown = json!({"orderId": uuid::Uuid::now_v7()});
+        assert_eq!(
+            fulfil(&app, Some(BAKER), unknown).await.0,
+            StatusCode::NOT_FOUND
+        );
+        let (status, problem) = fulfil(&app, Some(BAKER), json!({"orderId": 7})).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(problem["errors"][0]["field"], "orderId");
+    }
+
+    #[tokio::test]
+    async fn a_delivered_order_is_already_past_fulfilment() {
+        let (store, app) = setup();
+        let mut order = placed_order();
+        order.status = Status::Delivered;
+        store.insert(order.clone());
+        let (status, answer) = fulfil(&app, Some(BAKER), json!({"orderId": order.order_id})).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(answer["status"], "delivered", "never moves backwards");
+    }
+}

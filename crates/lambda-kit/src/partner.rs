@@ -1,0 +1,31 @@
+//! Telling a partner about an order exactly once per order step.
+//!
+//! Both partner steps (delivery company, customer service) follow one rule:
+//! skip if the order's timeline already records the step, else notify, then
+//! record the step. A crash between the last two may notify again; the
+//! message id (the webhook id) stays the same so the partner can tell.
+
+use chrono::Utc;
+use domain::events::PartnerMessage;
+use domain::ports::{OrderStore, PartnerNotifier};
+use domain::{OrderId, Step};
+
+pub async fn notify_once(
+    store: &dyn OrderStore,
+    partner: &dyn PartnerNotifier,
+    order_id: OrderId,
+    step: Step,
+    message: &PartnerMessage,
+) -> Result<(), String> {
+    let stored = store.get(order_id).await.map_err(|e| e.to_string())?;
+    if stored.as_ref().is_some_and(|order| order.reached(step)) {
+        return Ok(());
+    }
+    partner.notify(message).await.map_err(|e| e.to_string())?;
+    store
+        .record_step(order_id, step, Utc::now())
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(%order_id, step = step.as_str(), "partner notified");
+    Ok(())
+}
