@@ -1,0 +1,210 @@
+//! Embedded adapters for one machine: the orders, the order stream, the
+//! delivery and feedback queues, the dead letters and the sent-mail record,
+//! all in one SQLite file (`bakery.sqlite3`, WAL mode).
+//!
+//! One file means one transaction can cover what the cloud spreads over
+//! several services: an order and the event that announces it are written
+//! together, so the local bakery never has an order nobody heard of.
+//!
+//! The stream behaves like a one-shard Kinesis stream read by several
+//! consumers, each with its own checkpoint; the queues behave like SQS
+//! (visibility timeout, receive count, redrive to a dead-letter table).
+//! Consumers do not poll: [`Database::changes`] moves after every commit
+//! that gave them something to do.
+//!
+//! # Layout
+//!
+//! - `lib.rs`: [`Database`] (opening, the handles, reads on the pool) and
+//!   [`Options`].
+//! - `schema.rs`: the tables and the connection settings (WAL,
+//!   `synchronous=FULL`, foreign keys), `PRAGMA user_version`.
+//! - `writer.rs`: the one writer thread and its group commit; every write
+//!   in this crate is a job run there.
+//! - `readers.rs`: the pool of read-only connections reads run on.
+//! - `owner.rs`: which process owns the data directory (and may hand back
+//!   a crashed predecessor's in-flight messages).
+//! - `store.rs`: [`SqliteStore`], the [`domain::ports::OrderStore`], and
+//!   the order reads for pages and tests.
+//! - `stream.rs`: the order stream: reading, checkpoints, retry counts,
+//!   dead-lettering a record.
+//! - `queues.rs`: [`SqliteQueue`], the [`domain::ports::Queue`], and
+//!   receiving, deleting and failing messages.
+//! - `dead_letters.rs`: the dead letters of both sources and their redrive.
+//! - `mail.rs`: which emails were sent, by key.
+//! - `error.rs`: SQLite and filesystem errors as [`StoreError`]s.
+//! - `time.rs`: times as stored (microseconds since the epoch).
+//!
+//! The writer's batching is tested in `writer.rs`; everything else is
+//! tested through the public API against real files in `tests/`.
+//! `examples/place_throughput.rs` measures durable orders per second.
+
+mod dead_letters;
+mod error;
+mod mail;
+mod owner;
+mod queues;
+mod readers;
+mod schema;
+mod store;
+mod stream;
+mod time;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::ports::StoreError;
+use rusqlite::Connection;
+use tokio::sync::watch;
+
+pub use dead_letters::{DeadLetter, DeadLetterKind};
+pub use queues::{QueueDepth, ReceivedMessage, SqliteQueue};
+pub use store::SqliteStore;
+pub use stream::StreamRecord;
+
+use crate::error::io_error;
+use crate::readers::Readers;
+use crate::writer::{WriteTx, Writer};
+
+/// The database file inside the data directory.
+pub const DATABASE_FILE: &str = "bakery.sqlite3";
+
+/// Tuning for [`Database::open`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long a connection waits for a lock held by another process (the
+    /// operator's CLI) before the call answers `Unavailable`.
+    pub busy_timeout: Duration,
+    /// Group commit: at most this many jobs share one transaction (and one
+    /// fsync).
+    pub max_batch: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            busy_timeout: Duration::from_secs(5),
+            max_batch: 512,
+        }
+    }
+}
+
+/// The bakery's data directory, open. Cheap to clone; the last clone to go
+/// stops the writer thread and closes the file.
+#[derive(Clone)]
+pub struct Database {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    // Fields drop in order: readers close first so that the writer, closing
+    // last, can checkpoint the WAL; the ownership lock goes after both.
+    readers: Readers,
+    writer: Writer,
+    changes: Arc<watch::Sender<u64>>,
+    path: PathBuf,
+    /// Held, never used: the lock lasts as long as the connection. (A
+    /// Mutex only because a Connection is not Sync.)
+    _owner: std::sync::Mutex<Option<Connection>>,
+}
+
+impl Database {
+    /// Creates `dir` if needed and opens `dir/bakery.sqlite3` (WAL,
+    /// `synchronous=FULL`, foreign keys on), creating the schema.
+    ///
+    /// If this process is the first to open the directory, queue messages
+    /// a previous process had received but not finished become visible at
+    /// once. A second process opening it meanwhile (the operator's CLI)
+    /// leaves them alone.
+    pub fn open(dir: &Path, options: Options) -> Result<Database, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|error| io_error(&format!("cannot create {}", dir.display()), error))?;
+        let path = dir.join(DATABASE_FILE);
+        let conn = schema::open_writer(&path, options.busy_timeout)?;
+        let owner = owner::claim(dir)?;
+        if owner.is_some() {
+            let released = queues::release_held(&conn)?;
+            if released > 0 {
+                tracing::info!(
+                    released,
+                    "messages received before a restart are visible again"
+                );
+            }
+        } else {
+            tracing::info!(
+                dir = %dir.display(),
+                "another process owns the data directory; leaving its in-flight messages alone"
+            );
+        }
+        let changes = Arc::new(watch::channel(0).0);
+        let writer = Writer::start(conn, options.max_batch, Arc::clone(&changes))?;
+        Ok(Database {
+            inner: Arc::new(Inner {
+                readers: Readers::new(path.clone(), options.busy_timeout),
+                writer,
+                changes,
+                path,
+                _owner: std::sync::Mutex::new(owner),
+            }),
+        })
+    }
+
+    /// The order store over this database.
+    pub fn store(&self) -> SqliteStore {
+        SqliteStore::new(self.clone())
+    }
+
+    /// A handle to send to `queue` (e.g. `"delivery"`, `"feedback"`).
+    pub fn queue(&self, queue: &str) -> SqliteQueue {
+        SqliteQueue::new(self.clone(), queue)
+    }
+
+    /// A counter bumped after every commit that appended to the stream,
+    /// sent to a queue or made something visible (also when another
+    /// process did, noticed within about half a second). Consumers
+    /// `changed().await` on it instead of polling.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.changes.subscribe()
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs a job on the writer thread; it answers once committed.
+    pub(crate) async fn write<T, F>(&self, job: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteTx<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.inner.writer.write(job).await
+    }
+
+    /// Runs a read on a pooled read-only connection, off the async threads.
+    pub(crate) async fn read<T, F>(&self, read: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || inner.readers.with(read))
+            .await
+            .map_err(|error| StoreError::Failed(format!("a read did not finish: {error}")))?
+    }
+
+    /// Write transactions committed since open. With group commit this
+    /// grows slower than the number of writes; benchmarks compare the two.
+    pub fn commits(&self) -> u64 {
+        self.inner.writer.commits()
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,167 @@
+//! The tables, and how connections to them are set up.
+//!
+//! Every table lives in one file so that an order, its event and a queue
+//! message can be written in one transaction. Times are stored as
+//! microseconds since the Unix epoch (UTC): compact, exact and ordered.
+//! `PRAGMA user_version` records the schema version; a later version adds
+//! its migrations after the `CREATE TABLE IF NOT EXISTS` below.
+
+use std::path::Path;
+use std::time::Duration;
+
+use domain::ports::StoreError;
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::OrStore;
+
+/// The version this code writes; a database of a later version is refused
+/// rather than misread.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS orders (
+    order_id            TEXT PRIMARY KEY,
+    status              TEXT NOT NULL,
+    -- The hash is left out of the order's JSON on purpose, so it lives here.
+    customer_token_hash TEXT NOT NULL,
+    created_at          INTEGER NOT NULL,
+    body                TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_by_status ON orders (status, created_at);
+
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    key         TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    order_id    TEXT NOT NULL REFERENCES orders (order_id),
+    created_at  INTEGER NOT NULL
+);
+
+-- AUTOINCREMENT: a sequence number is never handed out twice, so
+-- checkpoints stay meaningful.
+CREATE TABLE IF NOT EXISTS stream (
+    sequence      INTEGER PRIMARY KEY AUTOINCREMENT,
+    partition_key TEXT NOT NULL,
+    event_id      TEXT NOT NULL,
+    data          BLOB NOT NULL,
+    -- Set on redriven records: only this consumer reads them again.
+    only_for      TEXT,
+    appended_at   INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS stream_checkpoints (
+    consumer TEXT PRIMARY KEY,
+    sequence INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS stream_failures (
+    consumer   TEXT NOT NULL,
+    sequence   INTEGER NOT NULL,
+    attempts   INTEGER NOT NULL,
+    last_error TEXT NOT NULL,
+    failed_at  INTEGER NOT NULL,
+    PRIMARY KEY (consumer, sequence)
+);
+
+CREATE TABLE IF NOT EXISTS queue_messages (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue         TEXT NOT NULL,
+    message_id    TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    sent_at       INTEGER NOT NULL,
+    visible_at    INTEGER NOT NULL,
+    -- 1 from a receive until the message is deleted or failed: what a
+    -- restart hands back at once.
+    held          INTEGER NOT NULL DEFAULT 0,
+    last_error    TEXT,
+    UNIQUE (queue, message_id)
+);
+-- Receiving walks one queue oldest first (the index ends in the rowid).
+CREATE INDEX IF NOT EXISTS queue_messages_by_queue ON queue_messages (queue);
+CREATE INDEX IF NOT EXISTS queue_messages_by_visibility ON queue_messages (visible_at);
+
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    source        TEXT NOT NULL,
+    kind          TEXT NOT NULL CHECK (kind IN ('stream', 'queue')),
+    message_id    TEXT NOT NULL,
+    -- Stream letters only: what a redrive appends again.
+    partition_key TEXT,
+    data          BLOB NOT NULL,
+    reason        TEXT NOT NULL,
+    attempts      INTEGER NOT NULL,
+    failed_at     INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS sent_mail (
+    key       TEXT PRIMARY KEY,
+    recipient TEXT NOT NULL,
+    subject   TEXT NOT NULL,
+    sent_at   INTEGER NOT NULL
+);
+"#;
+
+/// Opens the connection the writer thread owns and brings the schema up to
+/// date. The first connection decides WAL mode for the file, so this runs
+/// before any reader opens it.
+pub(crate) fn open_writer(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .or_store()?;
+    conn.busy_timeout(busy_timeout).or_store()?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        .or_store()?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        // Without WAL, readers would block the writer and the other way round.
+        return Err(StoreError::Unavailable(format!(
+            "{} cannot use write-ahead logging (journal mode {mode})",
+            path.display()
+        )));
+    }
+    // FULL: a commit is on disk before the writer answers, so `Ok` from
+    // `place` means the order survives a power cut.
+    conn.pragma_update(None, "synchronous", "FULL").or_store()?;
+    conn.pragma_update(None, "foreign_keys", "ON").or_store()?;
+    conn.pragma_update(None, "temp_store", "MEMORY")
+        .or_store()?;
+    conn.set_prepared_statement_cache_capacity(64);
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+/// A read-only connection for the reader pool.
+pub(crate) fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .or_store()?;
+    conn.busy_timeout(busy_timeout).or_store()?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .or_store()?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Failed(format!(
+            "the database has schema version {version}, newer than this program's {SCHEMA_VERSION}"
+        )));
+    }
+    // One transaction: a crash half way leaves the old schema, not half of
+    // the new one.
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+    ))
+    .map_err(|error| {
+        let _ = conn.execute_batch("ROLLBACK");
+        crate::error::store_error(error)
+    })
+}

@@ -1,0 +1,221 @@
+//! The order stream: a Kinesis-like log with one shard, read by several
+//! consumers, each with its own checkpoint.
+//!
+//! Records are never deleted, so a sequence number means the same record
+//! forever. A consumer reads after its checkpoint and moves the checkpoint
+//! past what it finished; a record that keeps failing is retried (the count
+//! is kept here, so it survives restarts) and finally dead-lettered, which
+//! moves the checkpoint past it in the same transaction. A redriven record
+//! is appended again with `only_for` set, so only the consumer that failed
+//! it sees it a second time.
+
+use chrono::{DateTime, Utc};
+use domain::events::Event;
+use domain::ports::StoreError;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::Database;
+use crate::dead_letters::{self, DeadLetterKind, NewDeadLetter};
+use crate::error::OrStore;
+use crate::time;
+
+/// One record of the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamRecord {
+    pub sequence: i64,
+    pub partition_key: String,
+    /// The event's JSON ([`Event::to_json`]).
+    pub data: Vec<u8>,
+    pub appended_at: DateTime<Utc>,
+}
+
+/// Appends a record; returns its sequence number. Runs inside a writer job.
+pub(crate) fn append(
+    conn: &Connection,
+    partition_key: &str,
+    event_id: &str,
+    data: &[u8],
+    only_for: Option<&str>,
+) -> Result<i64, StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO stream (partition_key, event_id, data, only_for, appended_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .or_store()?
+    .execute(params![
+        partition_key,
+        event_id,
+        data,
+        only_for,
+        time::now()
+    ])
+    .or_store()?;
+    Ok(conn.last_insert_rowid())
+}
+
+pub(crate) fn append_event(conn: &Connection, event: &Event) -> Result<i64, StoreError> {
+    append(
+        conn,
+        &event.partition_key(),
+        &event.event_id.to_string(),
+        &event.to_json(),
+        None,
+    )
+}
+
+/// Moves `consumer`'s checkpoint to `sequence` unless it is already past
+/// it, and forgets the retry counts it no longer needs.
+fn move_checkpoint(conn: &Connection, consumer: &str, sequence: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO stream_checkpoints (consumer, sequence) VALUES (?1, ?2)
+         ON CONFLICT (consumer) DO UPDATE SET sequence = max(sequence, excluded.sequence)",
+    )
+    .or_store()?
+    .execute(params![consumer, sequence])
+    .or_store()?;
+    conn.prepare_cached("DELETE FROM stream_failures WHERE consumer = ?1 AND sequence <= ?2")
+        .or_store()?
+        .execute(params![consumer, sequence])
+        .or_store()?;
+    Ok(())
+}
+
+/// The records `consumer` has yet to finish: after its checkpoint, and
+/// either for everybody or redriven for it.
+const PENDING: &str = "FROM stream
+     WHERE sequence > coalesce((SELECT sequence FROM stream_checkpoints WHERE consumer = ?1), 0)
+       AND (only_for IS NULL OR only_for = ?1)";
+
+impl Database {
+    /// Records after this consumer's checkpoint, oldest first, at most
+    /// `limit`. Records redriven for another consumer are skipped.
+    pub async fn read_stream(
+        &self,
+        consumer: &str,
+        limit: usize,
+    ) -> Result<Vec<StreamRecord>, StoreError> {
+        let consumer = consumer.to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached(&format!(
+                    "SELECT sequence, partition_key, data, appended_at {PENDING}
+                     ORDER BY sequence LIMIT ?2"
+                ))
+                .or_store()?;
+            let rows = statement
+                .query_map(params![consumer, limit], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, Vec<u8>>(2)?,
+                        row.get::<_, i64>(3)?,
+                    ))
+                })
+                .or_store()?;
+            let mut records = Vec::new();
+            for row in rows {
+                let (sequence, partition_key, data, appended_at) = row.or_store()?;
+                records.push(StreamRecord {
+                    sequence,
+                    partition_key,
+                    data,
+                    appended_at: time::from_micros(appended_at)?,
+                });
+            }
+            Ok(records)
+        })
+        .await
+    }
+
+    /// Moves the consumer's checkpoint to `sequence`: records up to and
+    /// including it are done. Never moves backwards.
+    pub async fn checkpoint(&self, consumer: &str, sequence: i64) -> Result<(), StoreError> {
+        let consumer = consumer.to_owned();
+        self.write(move |tx| move_checkpoint(tx, &consumer, sequence))
+            .await
+    }
+
+    /// Counts a failed attempt at (consumer, sequence) and returns the
+    /// attempts so far. Persisted, so a restart does not reset the count.
+    pub async fn record_stream_failure(
+        &self,
+        consumer: &str,
+        sequence: i64,
+        reason: &str,
+    ) -> Result<u32, StoreError> {
+        let consumer = consumer.to_owned();
+        let reason = reason.to_owned();
+        self.write(move |tx| {
+            let attempts: i64 = tx
+                .prepare_cached(
+                    "INSERT INTO stream_failures (consumer, sequence, attempts, last_error, failed_at)
+                     VALUES (?1, ?2, 1, ?3, ?4)
+                     ON CONFLICT (consumer, sequence) DO UPDATE
+                     SET attempts = attempts + 1, last_error = excluded.last_error,
+                         failed_at = excluded.failed_at
+                     RETURNING attempts",
+                )
+                .or_store()?
+                .query_row(params![consumer, sequence, reason, time::now()], |row| {
+                    row.get(0)
+                })
+                .or_store()?;
+            Ok(u32::try_from(attempts).unwrap_or(u32::MAX))
+        })
+        .await
+    }
+
+    /// Dead-letters `record` for `consumer` and moves the consumer's
+    /// checkpoint past it, in one transaction: the record is either still
+    /// pending or in the dead letters, never lost and never both.
+    pub async fn dead_letter_stream_record(
+        &self,
+        consumer: &str,
+        record: &StreamRecord,
+        reason: &str,
+        attempts: u32,
+    ) -> Result<(), StoreError> {
+        let consumer = consumer.to_owned();
+        let record = record.clone();
+        let reason = reason.to_owned();
+        self.write(move |tx| {
+            // The event id names the record across redrives (which give it
+            // a new sequence number).
+            let event_id: Option<String> = tx
+                .prepare_cached("SELECT event_id FROM stream WHERE sequence = ?1")
+                .or_store()?
+                .query_row([record.sequence], |row| row.get(0))
+                .optional()
+                .or_store()?;
+            dead_letters::insert(
+                tx,
+                &NewDeadLetter {
+                    source: &consumer,
+                    kind: DeadLetterKind::Stream,
+                    message_id: &event_id.unwrap_or_else(|| record.sequence.to_string()),
+                    partition_key: Some(&record.partition_key),
+                    data: &record.data,
+                    reason: &reason,
+                    attempts,
+                },
+            )?;
+            move_checkpoint(tx, &consumer, record.sequence)
+        })
+        .await
+    }
+
+    /// How many records the consumer has yet to finish (its lag).
+    pub async fn stream_lag(&self, consumer: &str) -> Result<u64, StoreError> {
+        let consumer = consumer.to_owned();
+        self.read(move |conn| {
+            let lag: i64 = conn
+                .prepare_cached(&format!("SELECT count(*) {PENDING}"))
+                .or_store()?
+                .query_row([consumer], |row| row.get(0))
+                .or_store()?;
+            Ok(u64::try_from(lag).unwrap_or(0))
+        })
+        .await
+    }
+}
