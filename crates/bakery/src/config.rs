@@ -1,0 +1,293 @@
+//! The command line: flags, each with a `BAKERY_`-prefixed environment
+//! variable, and the subcommands. Running `bakery` with no arguments serves.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bakery",
+    version,
+    about = "The cake bakery's order system on one machine: API, the seven steps, mail outbox."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeConfig,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API and run every step (the default).
+    Serve,
+    /// Inspect and redrive the dead-letter queue.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// Lists dead letters as JSON lines: id, source, reason, attempts.
+    List,
+    /// Puts dead letters back where they came from, to be tried again.
+    Redrive {
+        /// The dead letter's id (from `bakery dlq list`).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<i64>,
+        /// Redrive every dead letter.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// Everything `serve` needs; `dlq` uses only `--data-dir`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address the API listens on (port 0 picks a free port).
+    #[arg(
+        long,
+        env = "BAKERY_LISTEN",
+        default_value = "127.0.0.1:3000",
+        global = true
+    )]
+    pub listen: SocketAddr,
+
+    /// Where the database, the mail outbox and the secrets live.
+    #[arg(
+        long,
+        env = "BAKERY_DATA_DIR",
+        default_value = "./bakery-data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+
+    /// The cake maker's bearer token; generated once and kept in the data
+    /// directory when not given.
+    #[arg(
+        long,
+        env = "BAKERY_BAKER_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub baker_token: Option<String>,
+
+    /// Base URL customers and the cake maker use, for links in emails.
+    #[arg(long, env = "BAKERY_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+
+    /// A product catalog (JSON) replacing the default one.
+    #[arg(long, env = "BAKERY_CATALOG", global = true)]
+    pub catalog: Option<PathBuf>,
+
+    /// Send mail over SMTP (smtp://host:port, smtps://user:pass@host)
+    /// instead of writing it to the outbox.
+    #[arg(long, env = "BAKERY_SMTP_URL", hide_env_values = true, global = true)]
+    pub smtp_url: Option<String>,
+
+    /// The sender of every email.
+    #[arg(
+        long,
+        env = "BAKERY_MAIL_FROM",
+        default_value = "Bakery orders <orders@bakery.local>",
+        global = true
+    )]
+    pub mail_from: String,
+
+    /// Where orders to bake are emailed.
+    #[arg(
+        long,
+        env = "BAKERY_BAKER_EMAIL",
+        default_value = "baker@bakery.local",
+        global = true
+    )]
+    pub baker_email: String,
+
+    /// The delivery company's webhook; when unset it is emailed instead.
+    #[arg(long, env = "BAKERY_DELIVERY_WEBHOOK_URL", global = true)]
+    pub delivery_webhook_url: Option<reqwest::Url>,
+
+    /// The delivery company's email address, used without a webhook.
+    #[arg(
+        long,
+        env = "BAKERY_DELIVERY_EMAIL",
+        default_value = "dispatch@delivery.local",
+        global = true
+    )]
+    pub delivery_email: String,
+
+    /// Customer service's webhook; when unset it is emailed instead.
+    #[arg(long, env = "BAKERY_CUSTOMER_SERVICE_WEBHOOK_URL", global = true)]
+    pub customer_service_webhook_url: Option<reqwest::Url>,
+
+    /// Customer service's email address, used without a webhook.
+    #[arg(
+        long,
+        env = "BAKERY_CUSTOMER_SERVICE_EMAIL",
+        default_value = "care@bakery.local",
+        global = true
+    )]
+    pub customer_service_email: String,
+
+    /// Secret that signs webhooks (`whsec_` + base64); generated once and
+    /// kept in the data directory when not given.
+    #[arg(
+        long,
+        env = "BAKERY_WEBHOOK_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub webhook_secret: Option<String>,
+
+    #[command(flatten)]
+    pub tuning: Tuning,
+}
+
+/// How the local event source mappings and partner calls behave. The
+/// defaults suit a bakery; tests shorten the waits.
+#[derive(Debug, Clone, Args)]
+pub struct Tuning {
+    /// Tries of one stream record or queue message before it is
+    /// dead-lettered.
+    #[arg(long, env = "BAKERY_MAX_TRIES", default_value_t = 5, global = true)]
+    pub max_tries: u32,
+
+    /// Wait before the first retry of a failed record or message; doubles
+    /// with every further try.
+    #[arg(
+        long,
+        env = "BAKERY_RETRY_DELAY_MS",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub retry_delay_ms: u64,
+
+    /// Longest wait between retries.
+    #[arg(
+        long,
+        env = "BAKERY_MAX_RETRY_DELAY_MS",
+        default_value_t = 60_000,
+        global = true
+    )]
+    pub max_retry_delay_ms: u64,
+
+    /// Records a stream consumer takes at once (Kinesis `BatchSize`).
+    #[arg(
+        long,
+        env = "BAKERY_STREAM_BATCH",
+        default_value_t = 100,
+        global = true
+    )]
+    pub stream_batch: usize,
+
+    /// Messages a queue consumer takes at once (SQS `BatchSize`).
+    #[arg(long, env = "BAKERY_QUEUE_BATCH", default_value_t = 10, global = true)]
+    pub queue_batch: usize,
+
+    /// How long a received message stays hidden from other receives.
+    #[arg(
+        long,
+        env = "BAKERY_VISIBILITY_TIMEOUT_SECS",
+        default_value_t = 60,
+        global = true
+    )]
+    pub visibility_timeout_secs: u64,
+
+    /// Tries of one partner call within one attempt of its message.
+    #[arg(
+        long,
+        env = "BAKERY_PARTNER_ATTEMPTS",
+        default_value_t = 3,
+        global = true
+    )]
+    pub partner_attempts: usize,
+
+    /// Timeout of one partner call or SMTP exchange.
+    #[arg(
+        long,
+        env = "BAKERY_PARTNER_TIMEOUT_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub partner_timeout_ms: u64,
+
+    /// Longest time one API request may take before it answers 503/408.
+    #[arg(
+        long,
+        env = "BAKERY_REQUEST_TIMEOUT_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub request_timeout_ms: u64,
+}
+
+impl Tuning {
+    /// Wait before retry number `attempt` (1 = the first retry).
+    pub fn retry_delay(&self, attempt: u32) -> Duration {
+        let factor = 1u64 << attempt.saturating_sub(1).min(20);
+        Duration::from_millis(
+            self.retry_delay_ms
+                .saturating_mul(factor)
+                .min(self.max_retry_delay_ms),
+        )
+    }
+
+    pub fn visibility_timeout(&self) -> Duration {
+        Duration::from_secs(self.visibility_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_arguments_means_serve_with_defaults() {
+        let cli = Cli::try_parse_from(["bakery"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(cli.serve.data_dir, PathBuf::from("./bakery-data"));
+    }
+
+    #[test]
+    fn flags_work_after_a_subcommand_too() {
+        let cli = Cli::try_parse_from(["bakery", "dlq", "list", "--data-dir", "/x"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Dlq {
+                action: DlqAction::List
+            })
+        ));
+        assert_eq!(cli.serve.data_dir, PathBuf::from("/x"));
+    }
+
+    #[test]
+    fn redrive_wants_an_id_or_all() {
+        assert!(Cli::try_parse_from(["bakery", "dlq", "redrive"]).is_err());
+        assert!(Cli::try_parse_from(["bakery", "dlq", "redrive", "3", "--all"]).is_err());
+        assert!(Cli::try_parse_from(["bakery", "dlq", "redrive", "--all"]).is_ok());
+    }
+
+    #[test]
+    fn retry_delays_double_up_to_the_cap() {
+        let tuning = Cli::try_parse_from([
+            "bakery",
+            "--retry-delay-ms",
+            "100",
+            "--max-retry-delay-ms",
+            "350",
+        ])
+        .unwrap()
+        .serve
+        .tuning;
+        assert_eq!(tuning.retry_delay(1), Duration::from_millis(100));
+        assert_eq!(tuning.retry_delay(2), Duration::from_millis(200));
+        assert_eq!(tuning.retry_delay(3), Duration::from_millis(350));
+        assert_eq!(tuning.retry_delay(99), Duration::from_millis(350));
+    }
+}

@@ -1,0 +1,22 @@
+//! The whole bakery on one machine.
+//!
+//! The seven functions run in one process on the embedded parts (one
+//! SQLite file, a mail outbox), with this crate playing what AWS plays in
+//! the cloud: API Gateway in front of the HTTP functions and the event
+//! source mappings behind the stream and the queues.
+//!
+//! # Layout
+//!
+//! - [`config`]: flags, their `BAKERY_` environment variables, subcommands.
+//! - [`secrets`]: the baker token and signing secrets kept in the data
+//!   directory.
+//! - [`app`]: builds every part from the configuration and serves.
+//! - [`mappings`]: the local Kinesis and SQS event source mappings: batches,
+//!   partial batch failures, retries with backoff, dead letters.
+//! - [`dlq`]: the operator's `bakery dlq list` and `bakery dlq redrive`.
+
+pub mod app;
+pub mod config;
+pub mod dlq;
+pub mod mappings;
+pub mod secrets;

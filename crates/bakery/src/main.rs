@@ -1,0 +1,77 @@
+//! `bakery`: the cake bakery's order system on one machine.
+//!
+//! With no arguments it serves the API and runs every step; `bakery dlq`
+//! inspects and redrives dead letters. `bakery --help` lists every flag.
+
+use std::io::Write;
+
+use anyhow::Result;
+use bakery::app::Bakery;
+use bakery::config::{Cli, Command};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("BAKERY_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bakery: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match &cli.command {
+        None | Some(Command::Serve) => serve(cli).await,
+        Some(Command::Dlq { action }) => bakery::dlq::run(&cli.serve, action).await,
+    }
+}
+
+async fn serve(cli: Cli) -> Result<()> {
+    let bakery = Bakery::build(cli.serve).await?;
+    let address = bakery.local_addr()?;
+    let mut out = std::io::stdout().lock();
+    for line in bakery.describe() {
+        writeln!(out, "{line}")?;
+    }
+    // Scripts and tests wait for this line: from here on requests are served.
+    writeln!(out, "listening on http://{address}")?;
+    out.flush()?;
+    drop(out);
+
+    let stop = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(stop.clone()));
+    bakery.serve(stop).await?;
+    println!("stopped cleanly");
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM: stop taking new work and finish what is in hand.
+async fn cancel_on_signal(stop: CancellationToken) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("stopping: finishing work in hand");
+    stop.cancel();
+}

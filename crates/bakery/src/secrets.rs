@@ -1,0 +1,132 @@
+//! The secrets a bakery keeps in its data directory: the cake maker's token,
+//! the secret customer tokens are derived from, and the webhook signing
+//! secret. Each is generated on first start, written owner-only, and read
+//! back on every later start, so tokens handed out stay valid across
+//! restarts.
+
+use std::fs::OpenOptions;
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+
+/// 32 random bytes (from the operating system, through `uuid`'s v4 ids).
+fn random_bytes() -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    bytes
+}
+
+pub struct Secrets {
+    pub baker_token: String,
+    /// Where the baker token is kept (printed at start instead of the token).
+    pub baker_token_file: Option<PathBuf>,
+    pub customer_token_secret: Vec<u8>,
+    pub webhook_secret: String,
+}
+
+impl Secrets {
+    /// Reads the secrets from `dir`, creating missing ones. A value given on
+    /// the command line wins and is not written down.
+    pub fn load(
+        dir: &Path,
+        baker_token: Option<String>,
+        webhook_secret: Option<String>,
+    ) -> Result<Secrets> {
+        let (baker_token, baker_token_file) = match baker_token {
+            Some(token) => (token, None),
+            None => {
+                let file = dir.join("baker-token");
+                let token = kept(&file, || URL_SAFE_NO_PAD.encode(random_bytes()))?;
+                (token, Some(file))
+            }
+        };
+        if baker_token.len() < 16 {
+            bail!("the baker token must be at least 16 characters");
+        }
+        let customer_token_secret = kept(&dir.join("customer-token-secret"), || {
+            URL_SAFE_NO_PAD.encode(random_bytes())
+        })?
+        .into_bytes();
+        let webhook_secret = match webhook_secret {
+            Some(secret) => secret,
+            None => kept(&dir.join("webhook-secret"), || {
+                format!("whsec_{}", STANDARD.encode(random_bytes()))
+            })?,
+        };
+        Ok(Secrets {
+            baker_token,
+            baker_token_file,
+            customer_token_secret,
+            webhook_secret,
+        })
+    }
+}
+
+/// The contents of `file`, written with `make()` first if it is missing.
+fn kept(file: &Path, make: impl FnOnce() -> String) -> Result<String> {
+    match std::fs::read_to_string(file) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_string()),
+        Ok(_) => bail!("{} is empty; delete it to make a new one", file.display()),
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+    }
+    let value = make();
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .with_context(|| format!("cannot create {}", file.display()))?;
+    out.write_all(value.as_bytes())
+        .and_then(|()| out.sync_all())
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn secrets_are_made_once_and_kept_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Secrets::load(dir.path(), None, None).unwrap();
+        let again = Secrets::load(dir.path(), None, None).unwrap();
+        assert_eq!(first.baker_token, again.baker_token);
+        assert_eq!(first.customer_token_secret, again.customer_token_secret);
+        assert_eq!(first.webhook_secret, again.webhook_secret);
+        assert!(first.webhook_secret.starts_with("whsec_"));
+        let mode = std::fs::metadata(dir.path().join("baker-token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn given_values_win_and_are_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = Secrets::load(
+            dir.path(),
+            Some("a-long-enough-baker-token".into()),
+            Some("whsec_c2VjcmV0".into()),
+        )
+        .unwrap();
+        assert_eq!(secrets.baker_token, "a-long-enough-baker-token");
+        assert!(secrets.baker_token_file.is_none());
+        assert!(!dir.path().join("baker-token").exists());
+        assert!(!dir.path().join("webhook-secret").exists());
+    }
+
+    #[test]
+    fn short_baker_tokens_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Secrets::load(dir.path(), Some("short".into()), None).is_err());
+    }
+}

@@ -1,0 +1,331 @@
+//! What the end-to-end tests share: a real `bakery` process on a free port
+//! with its own data directory, a partner that receives signed webhooks on
+//! a real HTTP listener, and waiting with a deadline instead of sleeping.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const BAKER_TOKEN: &str = "test-baker-token-0123456789";
+pub const WEBHOOK_SECRET: &str = "whsec_dGVzdC13ZWJob29rLXNlY3JldC0wMTIzNDU2Nzg5";
+
+/// A running `bakery` process.
+pub struct Bakery {
+    pub data: tempfile::TempDir,
+    pub url: String,
+    pub client: reqwest::Client,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Bakery {
+    /// Starts a bakery with quick retries; `args` adds flags.
+    pub async fn start(args: &[&str]) -> Bakery {
+        let data = tempfile::tempdir().unwrap();
+        let mut bakery = Bakery {
+            data,
+            url: String::new(),
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            child: None,
+        };
+        bakery.launch().await;
+        bakery
+    }
+
+    async fn launch(&mut self) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bakery"));
+        command
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(self.data.path())
+            .args([
+                "--baker-token",
+                BAKER_TOKEN,
+                "--webhook-secret",
+                WEBHOOK_SECRET,
+            ])
+            .args(["--retry-delay-ms", "20", "--max-retry-delay-ms", "200"])
+            .args(["--partner-timeout-ms", "2000"])
+            .args(&self.args)
+            .env("BAKERY_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("the bakery binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let url = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    return url.to_string();
+                }
+            }
+            panic!("the bakery exited before listening");
+        })
+        .await
+        .expect("the bakery listens within 30 s");
+        // Keep draining stdout so the process never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.url = url;
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub async fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.kill9().await;
+        self.launch().await;
+    }
+
+    /// Ctrl-C, then the exit status and everything it printed after it.
+    pub async fn interrupt(&mut self) -> std::process::ExitStatus {
+        let child = self.child.as_mut().unwrap();
+        let pid = Pid::from_raw(child.id().unwrap() as i32);
+        kill(pid, Signal::SIGINT).unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .expect("the bakery stops within 30 s of Ctrl-C")
+            .unwrap();
+        self.child = None;
+        status
+    }
+
+    pub fn outbox(&self) -> PathBuf {
+        self.data.path().join("outbox")
+    }
+
+    /// Every email in the outbox: (file name, contents).
+    pub fn emails(&self) -> Vec<(String, String)> {
+        let Ok(entries) = std::fs::read_dir(self.outbox()) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read_to_string(e.path()).unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    /// Emails to `to` that mention `needle`.
+    pub fn emails_to(&self, to: &str, needle: &str) -> Vec<String> {
+        self.emails()
+            .into_iter()
+            .map(|(_, text)| text)
+            .filter(|text| header_line(text, "To").contains(to) && text.contains(needle))
+            .collect()
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut request = self.client.post(format!("{}{path}", self.url)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        answer(request.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut request = self.client.get(format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        answer(request.send().await.unwrap()).await
+    }
+
+    /// Places an order and returns the 201 body (with `customerToken`).
+    pub async fn order(&self, name: &str) -> Value {
+        let (status, body) = self.post("/order", None, &order_body(name)).await;
+        assert_eq!(status, 201, "{body}");
+        body
+    }
+
+    pub async fn order_status(&self, order_id: &str) -> Value {
+        let (status, body) = self
+            .get(&format!("/order/{order_id}"), Some(BAKER_TOKEN))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Rows of a table in the bakery's database, read-only.
+    pub fn count(&self, sql: &str) -> i64 {
+        let db = rusqlite::Connection::open_with_flags(
+            self.data.path().join("bakery.sqlite3"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        db.query_row(sql, [], |row| row.get(0)).unwrap()
+    }
+
+    /// `bakery dlq ...` against this bakery's data directory.
+    pub async fn dlq(&self, args: &[&str]) -> (bool, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_bakery"))
+            .arg("dlq")
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data.path())
+            .env("BAKERY_LOG", "warn")
+            .output()
+            .await
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
+    }
+}
+
+async fn answer(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.unwrap();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, body)
+}
+
+pub fn order_body(name: &str) -> Value {
+    json!({
+        "name": name,
+        "address": "12 Analytical Row\nLondon",
+        "productId": "chocolate-cake",
+        "quantity": 2,
+        "email": "ada@example.com"
+    })
+}
+
+/// The value of a header line in an RFC 5322 message.
+pub fn header_line<'a>(message: &'a str, name: &str) -> &'a str {
+    message
+        .lines()
+        .take_while(|line| !line.is_empty())
+        .find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name).then_some(value.trim())
+        })
+        .unwrap_or("")
+}
+
+/// Polls `check` until it yields `Some`, failing the test after `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One webhook call a partner received.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub webhook_id: String,
+    pub body: Value,
+    pub answered: u16,
+}
+
+/// A partner (delivery company or customer service) listening for signed
+/// webhooks on a real port. It refuses bad signatures with 401 and answers
+/// 500 while told to fail (for everything, or for orders of one name).
+#[derive(Clone, Default)]
+pub struct Partner {
+    pub url: String,
+    received: Arc<Mutex<Vec<Delivery>>>,
+    fail_name: Arc<Mutex<Option<String>>>,
+    bad_signatures: Arc<Mutex<u32>>,
+}
+
+impl Partner {
+    pub async fn start() -> Partner {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let partner = Partner {
+            url: format!("http://{}/hooks", listener.local_addr().unwrap()),
+            ..Partner::default()
+        };
+        let app = axum::Router::new()
+            .route("/hooks", axum::routing::post(receive))
+            .with_state(partner.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        partner
+    }
+
+    pub fn fail_for_name(&self, name: Option<&str>) {
+        *self.fail_name.lock().unwrap() = name.map(str::to_string);
+    }
+
+    pub fn received(&self) -> Vec<Delivery> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Webhook ids answered 2xx, once each.
+    pub fn accepted_ids(&self) -> HashSet<String> {
+        self.received()
+            .into_iter()
+            .filter(|d| d.answered < 300)
+            .map(|d| d.webhook_id)
+            .collect()
+    }
+
+    /// Calls answered 2xx, counting repeats.
+    pub fn accepted_calls(&self) -> usize {
+        self.received().iter().filter(|d| d.answered < 300).count()
+    }
+
+    pub fn bad_signatures(&self) -> u32 {
+        *self.bad_signatures.lock().unwrap()
+    }
+}
+
+async fn receive(State(partner): State<Partner>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    if !outbound::verify_webhook(WEBHOOK_SECRET, &headers, &body) {
+        *partner.bad_signatures.lock().unwrap() += 1;
+        return StatusCode::UNAUTHORIZED;
+    }
+    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let name = json["data"]["name"].as_str().unwrap_or("").to_string();
+    let failing = partner.fail_name.lock().unwrap().as_deref() == Some(name.as_str());
+    let answered = if failing {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::NO_CONTENT
+    };
+    partner.received.lock().unwrap().push(Delivery {
+        webhook_id: headers
+            .get("webhook-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+        body: json,
+        answered: answered.as_u16(),
+    });
+    answered
+}

@@ -1,0 +1,735 @@
+"""Structural rules over template.yaml (SAM) and serverless.yml (Serverless v3).
+
+Run by scripts/check-templates.sh, which also lints both files. The rules
+here are the ones a linter does not know: the seven functions and what each
+one is given (environment, IAM, triggers), and that both files say the same.
+
+When BAKERY_SLS_TEMPLATE names the CloudFormation that `serverless package`
+compiled from serverless.yml, the IAM and event-source rules are checked on
+it too (the script sets it). The SAM template is translated in process with
+the SAM translator, offline.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+# BAKERY_TEMPLATES_DIR lets a check run on a changed copy of the two files.
+ROOT = Path(os.environ.get("BAKERY_TEMPLATES_DIR") or Path(__file__).resolve().parents[2])
+
+CRATES = ["order", "notify-baker", "fulfilled", "dispatch", "notify-delivery", "delivered", "feedback"]
+
+# --------------------------------------------------------------------------
+# The table of functions (docs/deploy.md and the design say the same).
+
+# crate -> (always set, optional, pairs of which exactly one is set)
+ENV = {
+    "order": ({"ORDERS_TABLE", "ORDER_STREAM", "BAKER_TOKEN", "CUSTOMER_TOKEN_SECRET"}, {"CATALOG_JSON"}, []),
+    "notify-baker": ({"ORDERS_TABLE", "MAIL_FROM", "BAKER_EMAIL"}, {"PUBLIC_URL"}, []),
+    "fulfilled": ({"ORDERS_TABLE", "ORDER_STREAM", "BAKER_TOKEN"}, set(), []),
+    "dispatch": ({"ORDERS_TABLE", "DELIVERY_QUEUE_URL"}, set(), []),
+    "notify-delivery": (
+        {"ORDERS_TABLE", "WEBHOOK_SECRET", "MAIL_FROM"},
+        set(),
+        [("DELIVERY_WEBHOOK_URL", "DELIVERY_EMAIL")],
+    ),
+    "delivered": ({"ORDERS_TABLE", "FEEDBACK_QUEUE_URL"}, set(), []),
+    "feedback": (
+        {"ORDERS_TABLE", "WEBHOOK_SECRET", "MAIL_FROM"},
+        set(),
+        [("CUSTOMER_SERVICE_WEBHOOK_URL", "CUSTOMER_SERVICE_EMAIL")],
+    ),
+}
+
+SECRET_ENV = {"BAKER_TOKEN": "BakerToken", "CUSTOMER_TOKEN_SECRET": "CustomerTokenSecret", "WEBHOOK_SECRET": "WebhookSecret"}
+
+HTTP_ROUTES = {
+    "order": {("POST", "/order"), ("GET", "/order/{orderId}"), ("GET", "/products")},
+    "fulfilled": {("POST", "/order/fulfilled")},
+    "delivered": {("POST", "/order/delivered")},
+}
+STREAM_CONSUMERS = {"notify-baker": "order_placed", "dispatch": "order_fulfilled"}
+QUEUE_CONSUMERS = {"notify-delivery": "DeliveryQueue", "feedback": "FeedbackQueue"}
+
+KINESIS_READ = {
+    "kinesis:DescribeStream",
+    "kinesis:DescribeStreamSummary",
+    "kinesis:GetRecords",
+    "kinesis:GetShardIterator",
+    "kinesis:ListShards",
+}
+SQS_CONSUME = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}
+BASE = {
+    "logs:CreateLogStream": {"log-group"},
+    "logs:PutLogEvents": {"log-group"},
+    "xray:PutTraceSegments": {"*"},
+    "xray:PutTelemetryRecords": {"*"},
+}
+
+
+def _grant(actions, resources):
+    return {a: set(resources) for a in actions}
+
+
+# crate -> {action: {resource}}; a resource is a logical id, "ses-identity",
+# "log-group" (the function's own) or "*".
+IAM = {
+    "order": {
+        **_grant(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem"], ["OrdersTable"]),
+        "kinesis:PutRecord": {"OrderStream"},
+    },
+    "notify-baker": {
+        **_grant(KINESIS_READ, ["OrderStream"]),
+        **_grant(["dynamodb:GetItem", "dynamodb:UpdateItem"], ["OrdersTable"]),
+        "ses:SendEmail": {"ses-identity"},
+        "sqs:SendMessage": {"StreamFailuresQueue"},
+    },
+    "fulfilled": {
+        **_grant(["dynamodb:GetItem", "dynamodb:UpdateItem"], ["OrdersTable"]),
+        "kinesis:PutRecord": {"OrderStream"},
+    },
+    "dispatch": {
+        **_grant(KINESIS_READ, ["OrderStream"]),
+        **_grant(["dynamodb:GetItem", "dynamodb:UpdateItem"], ["OrdersTable"]),
+        "sqs:SendMessage": {"DeliveryQueue", "StreamFailuresQueue"},
+    },
+    "notify-delivery": {
+        **_grant(SQS_CONSUME, ["DeliveryQueue"]),
+        **_grant(["dynamodb:GetItem", "dynamodb:UpdateItem"], ["OrdersTable"]),
+        "ses:SendEmail": {"ses-identity"},
+    },
+    "delivered": {
+        **_grant(["dynamodb:GetItem", "dynamodb:UpdateItem"], ["OrdersTable"]),
+        "sqs:SendMessage": {"FeedbackQueue"},
+    },
+    "feedback": {
+        **_grant(SQS_CONSUME, ["FeedbackQueue"]),
+        **_grant(["dynamodb:GetItem", "dynamodb:UpdateItem"], ["OrdersTable"]),
+        "ses:SendEmail": {"ses-identity"},
+    },
+}
+for _grants in IAM.values():
+    _grants.update(copy.deepcopy(BASE))
+
+# Actions AWS only grants on Resource "*" (they have no resource type).
+STAR_RESOURCE_ALLOWED = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+DATA_RESOURCES = [
+    "OrdersTable",
+    "OrderStream",
+    "DeliveryQueue",
+    "DeliveryDeadLetterQueue",
+    "FeedbackQueue",
+    "FeedbackDeadLetterQueue",
+    "StreamFailuresQueue",
+]
+
+# --------------------------------------------------------------------------
+# Loading: CloudFormation short tags become their long form.
+
+
+class CfnLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_tag(loader, tag_suffix, node):
+    name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if tag_suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+CfnLoader.add_multi_constructor("!", _construct_tag)
+
+
+def load(path: Path):
+    with path.open() as fh:
+        return yaml.load(fh, Loader=CfnLoader)
+
+
+@pytest.fixture(scope="module")
+def sam():
+    return load(ROOT / "template.yaml")
+
+
+@pytest.fixture(scope="module")
+def sls():
+    return load(ROOT / "serverless.yml")
+
+
+@pytest.fixture(scope="module")
+def sls_compiled():
+    path = os.environ.get("BAKERY_SLS_TEMPLATE")
+    if not path:
+        pytest.skip("BAKERY_SLS_TEMPLATE not set (scripts/check-templates.sh sets it)")
+    return json.loads(Path(path).read_text())
+
+
+@pytest.fixture(scope="module")
+def sam_translated(sam):
+    """The CloudFormation that the SAM transform makes of template.yaml."""
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:
+        def load(self):
+            raise AssertionError("the transform wanted to look up managed policies")
+
+    tpl = copy.deepcopy(sam)
+    for res in tpl["Resources"].values():
+        if res["Type"] == "AWS::Serverless::Function":
+            res["Properties"]["CodeUri"] = "s3://bucket/" + res["Properties"]["CodeUri"].strip("/").replace("/", "-")
+    return transform(tpl, {}, NoManagedPolicies())
+
+
+# --------------------------------------------------------------------------
+# A common view of one function in either file.
+
+
+def getatt_id(value):
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        target = value["Fn::GetAtt"]
+        return target[0] if isinstance(target, list) else target.split(".")[0]
+    return None
+
+
+def sam_functions(sam):
+    globals_ = sam.get("Globals", {}).get("Function", {})
+    out = {}
+    for logical_id, res in sam["Resources"].items():
+        if res["Type"] != "AWS::Serverless::Function":
+            continue
+        props = {**globals_, **res["Properties"]}
+        m = re.fullmatch(r"target/lambda/([a-z-]+)/", props["CodeUri"])
+        assert m, f"{logical_id}: CodeUri {props['CodeUri']!r} is not target/lambda/<crate>/"
+        crate = m.group(1)
+        role_id = getatt_id(props.get("Role"))
+        out[crate] = {
+            "logical_id": logical_id,
+            "runtime": props["Runtime"],
+            "architectures": props["Architectures"],
+            "handler": props["Handler"],
+            "timeout": props["Timeout"],
+            "env": props.get("Environment", {}).get("Variables", {}),
+            "events": props.get("Events", {}),
+            "role_id": role_id,
+            "role": sam["Resources"][role_id] if role_id else None,
+            "log_group": props.get("LoggingConfig", {}).get("LogGroup"),
+        }
+    return out
+
+
+def sls_functions(sls):
+    provider = sls["provider"]
+    out = {}
+    for name, fn in sls["functions"].items():
+        role_id = fn.get("role")
+        out[name] = {
+            "artifact": fn["package"]["artifact"],
+            "runtime": fn.get("runtime", provider["runtime"]),
+            "architecture": fn.get("architecture", provider.get("architecture")),
+            "handler": fn["handler"],
+            "timeout": fn.get("timeout", provider.get("timeout", 6)),
+            "env": fn.get("environment", {}),
+            "events": fn.get("events", []),
+            "role_id": role_id,
+            "role": sls["resources"]["Resources"].get(role_id) if role_id else None,
+        }
+    return out
+
+
+def statements(role):
+    for policy in role["Properties"].get("Policies", []):
+        stmts = policy["PolicyDocument"]["Statement"]
+        yield from (stmts if isinstance(stmts, list) else [stmts])
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def resource_keys(value):
+    """Names a policy Resource the way IAM above does."""
+    if isinstance(value, list):
+        return set().union(*(resource_keys(v) for v in value)) if value else set()
+    if value == "*":
+        return {"*"}
+    if isinstance(value, dict):
+        if value == {"Ref": "AWS::NoValue"}:
+            return set()
+        if "Fn::If" in value:
+            _, a, b = value["Fn::If"]
+            return resource_keys(a) | resource_keys(b)
+        target = getatt_id(value)
+        if target:
+            return {"log-group" if target.endswith("LogGroup") else target}
+        if "Fn::Sub" in value:
+            text = value["Fn::Sub"] if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"][0]
+            if ":ses:" in text and ":identity/" in text:
+                return {"ses-identity"}
+            if ":logs:" in text and ":log-group:" in text:
+                return {"log-group"}
+    raise AssertionError(f"unexpected policy resource {value!r}")
+
+
+def grants(role):
+    out: dict[str, set] = {}
+    for st in statements(role):
+        assert st["Effect"] == "Allow"
+        for action in as_list(st["Action"]):
+            out.setdefault(action, set()).update(resource_keys(st["Resource"]))
+    return out
+
+
+# --------------------------------------------------------------------------
+# Both files: the seven functions.
+
+
+def test_sam_has_the_seven_functions_on_arm64_al2023(sam):
+    fns = sam_functions(sam)
+    assert sorted(fns) == sorted(CRATES)
+    for crate, fn in fns.items():
+        assert fn["runtime"] == "provided.al2023", crate
+        assert fn["architectures"] == ["arm64"], crate
+        assert fn["handler"] == "bootstrap", crate
+
+
+def test_sam_globals(sam):
+    g = sam["Globals"]["Function"]
+    assert g["MemorySize"] == 128
+    assert g["Timeout"] == 10
+    assert g["Tracing"] == "Active"
+    assert sam["Transform"] == "AWS::Serverless-2016-10-31"
+
+
+def test_serverless_has_the_seven_functions_on_arm64_al2023(sls):
+    assert sls["frameworkVersion"] == "3"
+    assert sls["provider"]["name"] == "aws"
+    fns = sls_functions(sls)
+    assert sorted(fns) == sorted(CRATES)
+    for crate, fn in fns.items():
+        assert fn["runtime"] == "provided.al2023", crate
+        assert fn["architecture"] == "arm64", crate
+        assert fn["handler"] == "bootstrap", crate
+        assert fn["artifact"] == f"target/lambda/{crate}/bootstrap.zip", crate
+
+
+# --------------------------------------------------------------------------
+# Environment.
+
+
+def check_env(crate, env, is_secret_ref):
+    always, optional, pairs = ENV[crate]
+    allowed = always | optional | {k for pair in pairs for k in pair}
+    assert set(env) - allowed == set(), f"{crate}: variables not in the table: {set(env) - allowed}"
+    assert always - set(env) == set(), f"{crate}: missing {always - set(env)}"
+    for url, email in pairs:
+        assert url in env and email in env, f"{crate}: needs both {url} and {email}, one of them unset by a condition"
+        cond_a, a_then, a_else = env[url]["Fn::If"]
+        cond_b, b_then, b_else = env[email]["Fn::If"]
+        assert cond_a == cond_b, f"{crate}: {url} and {email} hang on different conditions"
+        assert a_else == {"Ref": "AWS::NoValue"} and b_then == {"Ref": "AWS::NoValue"}, crate
+    for key, value in env.items():
+        if key in SECRET_ENV:
+            assert is_secret_ref(key, value), f"{crate}: {key} is not taken from a secret parameter: {value!r}"
+
+
+def test_sam_env_matches_the_table(sam):
+    def is_secret_ref(key, value):
+        return value == {"Ref": SECRET_ENV[key]}
+
+    for crate, fn in sam_functions(sam).items():
+        check_env(crate, fn["env"], is_secret_ref)
+
+
+def test_serverless_env_matches_the_table(sls):
+    def is_secret_ref(key, value):
+        return isinstance(value, str) and re.fullmatch(r"\$\{(param|ssm):[^}]+\}", value) is not None
+
+    for crate, fn in sls_functions(sls).items():
+        check_env(crate, fn["env"], is_secret_ref)
+
+
+def test_both_files_give_the_same_variables(sam, sls):
+    a, b = sam_functions(sam), sls_functions(sls)
+    for crate in CRATES:
+        assert set(a[crate]["env"]) == set(b[crate]["env"]), crate
+
+
+# --------------------------------------------------------------------------
+# Secrets.
+
+
+def test_sam_secrets_are_noecho_parameters(sam):
+    params = sam["Parameters"]
+    assert params["BakerToken"]["NoEcho"] is True and params["BakerToken"]["MinLength"] >= 16
+    assert params["CustomerTokenSecret"]["NoEcho"] is True and params["CustomerTokenSecret"]["MinLength"] >= 32
+    assert params["WebhookSecret"]["NoEcho"] is True
+    assert params["WebhookSecret"]["AllowedPattern"].startswith("^whsec_")
+    for name in SECRET_ENV.values():
+        assert "Default" not in params[name], f"{name} has a default"
+        assert params[name]["Type"] == "String"
+
+
+def test_sam_optional_parameters_default_to_empty(sam):
+    params = sam["Parameters"]
+    for name in ["DeliveryWebhookUrl", "CustomerServiceWebhookUrl", "PublicUrl"]:
+        assert params[name]["Default"] == ""
+    for name in ["MailFrom", "BakerEmail", "DeliveryEmail", "CustomerServiceEmail"]:
+        assert name in params
+
+
+def test_sam_either_webhook_or_email_is_required(sam):
+    rules = sam["Rules"]
+    assert {"DeliveryTargetGiven", "CustomerServiceTargetGiven"} <= set(rules)
+
+
+SECRET_LITERAL = re.compile(r"whsec_[A-Za-z0-9+/=]{8,}|(?i:(token|secret)\s*[:=]\s*['\"]?[A-Za-z0-9+/=_-]{16,})")
+
+
+@pytest.mark.parametrize("name", ["template.yaml", "serverless.yml"])
+def test_no_secret_literal_in_the_files(name):
+    text = (ROOT / name).read_text()
+    hits = [m.group(0) for m in SECRET_LITERAL.finditer(text)]
+    assert hits == [], f"{name} holds what looks like a secret: {hits}"
+
+
+# --------------------------------------------------------------------------
+# Triggers and event source mappings.
+
+
+def test_sam_http_routes(sam):
+    fns = sam_functions(sam)
+    for crate in CRATES:
+        routes = {
+            (ev["Properties"]["Method"], ev["Properties"]["Path"])
+            for ev in fns[crate]["events"].values()
+            if ev["Type"] == "HttpApi"
+        }
+        assert routes == HTTP_ROUTES.get(crate, set()), crate
+        for ev in fns[crate]["events"].values():
+            if ev["Type"] == "HttpApi":
+                assert ev["Properties"]["ApiId"] == {"Ref": "HttpApi"}
+
+
+def test_serverless_http_routes(sls):
+    for crate, fn in sls_functions(sls).items():
+        routes = {(e["httpApi"]["method"], e["httpApi"]["path"]) for e in fn["events"] if "httpApi" in e}
+        assert routes == HTTP_ROUTES.get(crate, set()), crate
+
+
+def check_stream_mapping(crate, p, event_type):
+    assert p["StartingPosition"] == "TRIM_HORIZON", crate
+    assert p["BatchSize"] == 100, crate
+    assert 0 <= p["MaximumBatchingWindowInSeconds"] <= 1, crate
+    assert "ReportBatchItemFailures" in p["FunctionResponseTypes"], crate
+    assert p["BisectBatchOnFunctionError"] is True, crate
+    assert 0 <= p["MaximumRetryAttempts"] <= 10, crate
+    assert 60 <= p["MaximumRecordAgeInSeconds"] <= 24 * 3600, crate
+    assert getatt_id(p["DestinationConfig"]["OnFailure"]["Destination"]) == "StreamFailuresQueue", crate
+    patterns = [json.loads(f["Pattern"]) for f in p["FilterCriteria"]["Filters"]]
+    assert patterns == [{"data": {"eventType": [event_type]}}], crate
+
+
+def check_queue_mapping(crate, p):
+    assert p["BatchSize"] == 10, crate
+    assert "ReportBatchItemFailures" in p["FunctionResponseTypes"], crate
+    assert 2 <= p["ScalingConfig"]["MaximumConcurrency"] <= 1000, crate
+
+
+def test_sam_event_source_mappings(sam):
+    for crate, fn in sam_functions(sam).items():
+        pulls = [ev for ev in fn["events"].values() if ev["Type"] in ("Kinesis", "SQS", "DynamoDB")]
+        kinesis = [ev["Properties"] for ev in pulls if ev["Type"] == "Kinesis"]
+        sqs = [ev["Properties"] for ev in pulls if ev["Type"] == "SQS"]
+        assert len(kinesis) == (crate in STREAM_CONSUMERS), crate
+        assert len(sqs) == (crate in QUEUE_CONSUMERS), crate
+        for p in kinesis:
+            assert getatt_id(p["Stream"]) == "OrderStream"
+            assert p["DestinationConfig"]["OnFailure"]["Type"] == "SQS"
+            check_stream_mapping(crate, p, STREAM_CONSUMERS[crate])
+        for p in sqs:
+            assert getatt_id(p["Queue"]) == QUEUE_CONSUMERS[crate]
+            check_queue_mapping(crate, p)
+
+
+def test_serverless_event_source_mappings(sls):
+    for crate, fn in sls_functions(sls).items():
+        streams = [e["stream"] for e in fn["events"] if "stream" in e]
+        queues = [e["sqs"] for e in fn["events"] if "sqs" in e]
+        assert len(streams) == (crate in STREAM_CONSUMERS), crate
+        assert len(queues) == (crate in QUEUE_CONSUMERS), crate
+        for s in streams:
+            assert s["type"] == "kinesis"
+            assert getatt_id(s["arn"]) == "OrderStream"
+            assert s["destinations"]["onFailure"]["type"] == "sqs"
+            check_stream_mapping(
+                crate,
+                {
+                    "StartingPosition": s["startingPosition"],
+                    "BatchSize": s["batchSize"],
+                    "MaximumBatchingWindowInSeconds": s["batchWindow"],
+                    "FunctionResponseTypes": [s["functionResponseType"]],
+                    "BisectBatchOnFunctionError": s["bisectBatchOnFunctionError"],
+                    "MaximumRetryAttempts": s["maximumRetryAttempts"],
+                    "MaximumRecordAgeInSeconds": s["maximumRecordAgeInSeconds"],
+                    "DestinationConfig": {"OnFailure": {"Destination": s["destinations"]["onFailure"]["arn"]}},
+                    "FilterCriteria": {"Filters": [{"Pattern": json.dumps(p)} for p in s["filterPatterns"]]},
+                },
+                STREAM_CONSUMERS[crate],
+            )
+        for q in queues:
+            assert getatt_id(q["arn"]) == QUEUE_CONSUMERS[crate]
+            check_queue_mapping(
+                crate,
+                {
+                    "BatchSize": q["batchSize"],
+                    "FunctionResponseTypes": [q["functionResponseType"]],
+                    "ScalingConfig": {"MaximumConcurrency": q["maximumConcurrency"]},
+                },
+            )
+
+
+def compiled_mappings(template):
+    return {k: r for k, r in template["Resources"].items() if r["Type"] == "AWS::Lambda::EventSourceMapping"}
+
+
+def check_compiled_mappings(template):
+    """Every mapping in generated CloudFormation (SAM transform or serverless package)."""
+    mappings = compiled_mappings(template)
+    assert len(mappings) == 4
+    kinds = {"kinesis": 0, "sqs": 0}
+    for logical_id, res in mappings.items():
+        p = res["Properties"]
+        assert "ReportBatchItemFailures" in p.get("FunctionResponseTypes", []), logical_id
+        source = getatt_id(p["EventSourceArn"])
+        if source == "OrderStream":
+            kinds["kinesis"] += 1
+            assert p["BisectBatchOnFunctionError"] is True, logical_id
+            assert 0 <= p["MaximumRetryAttempts"] <= 10, logical_id
+            assert getatt_id(p["DestinationConfig"]["OnFailure"]["Destination"]) == "StreamFailuresQueue"
+        else:
+            kinds["sqs"] += 1
+            assert source in QUEUE_CONSUMERS.values(), logical_id
+            assert p["BatchSize"] == 10
+            assert p["ScalingConfig"]["MaximumConcurrency"] >= 2
+    assert kinds == {"kinesis": 2, "sqs": 2}
+
+
+def test_sam_translated_mappings(sam_translated):
+    check_compiled_mappings(sam_translated)
+
+
+def test_serverless_compiled_mappings(sls_compiled):
+    check_compiled_mappings(sls_compiled)
+
+
+# --------------------------------------------------------------------------
+# Queues, table, stream, API.
+
+
+def check_queues(resources, functions_timeout):
+    for queue, dlq in [("DeliveryQueue", "DeliveryDeadLetterQueue"), ("FeedbackQueue", "FeedbackDeadLetterQueue")]:
+        p = resources[queue]["Properties"]
+        redrive = p["RedrivePolicy"]
+        assert getatt_id(redrive["deadLetterTargetArn"]) == dlq, queue
+        assert redrive["maxReceiveCount"] == 5, queue
+        assert resources[dlq]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600, dlq
+        consumer = next(c for c, q in QUEUE_CONSUMERS.items() if q == queue)
+        assert p["VisibilityTimeout"] >= 6 * functions_timeout[consumer], queue
+    assert resources["StreamFailuresQueue"]["Type"] == "AWS::SQS::Queue"
+
+
+def test_sam_queues_have_dead_letter_queues(sam):
+    check_queues(sam["Resources"], {c: f["timeout"] for c, f in sam_functions(sam).items()})
+
+
+def test_serverless_queues_have_dead_letter_queues(sls):
+    check_queues(sls["resources"]["Resources"], {c: f["timeout"] for c, f in sls_functions(sls).items()})
+
+
+def test_table_stream_and_queues_are_the_same_in_both_files(sam, sls):
+    for name in DATA_RESOURCES + ["SenderIdentity"]:
+        a, b = sam["Resources"][name], sls["resources"]["Resources"][name]
+        if name == "SenderIdentity":
+            assert a["Properties"]["EmailIdentity"] == {"Ref": "MailFrom"}
+            assert b["Properties"]["EmailIdentity"] == "${param:mailFrom}"
+            continue
+        assert a == b, name
+
+
+def test_table_schema(sam):
+    p = sam["Resources"]["OrdersTable"]["Properties"]
+    assert p["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert p["BillingMode"] == "PAY_PER_REQUEST"
+    assert p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert p["SSESpecification"]["SSEEnabled"] is True
+    (gsi,) = p["GlobalSecondaryIndexes"]
+    assert gsi["IndexName"] == "by-status"
+    assert gsi["KeySchema"] == [
+        {"AttributeName": "status", "KeyType": "HASH"},
+        {"AttributeName": "createdAt", "KeyType": "RANGE"},
+    ]
+    assert gsi["Projection"] == {"ProjectionType": "ALL"}
+    types = {a["AttributeName"]: a["AttributeType"] for a in p["AttributeDefinitions"]}
+    assert types == {"pk": "S", "status": "S", "createdAt": "S"}
+
+
+def test_stream(sam):
+    p = sam["Resources"]["OrderStream"]["Properties"]
+    assert p["RetentionPeriodHours"] == 24
+    assert p["StreamEncryption"] == {"EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"}
+    assert p["StreamModeDetails"]["StreamMode"] == "PROVISIONED" and p["ShardCount"] == 1
+
+
+def test_sam_http_api(sam):
+    api = sam["Resources"]["HttpApi"]
+    assert api["Type"] == "AWS::Serverless::HttpApi"
+    p = api["Properties"]
+    assert "CorsConfiguration" not in p
+    assert p["DefaultRouteSettings"]["ThrottlingBurstLimit"] > 0
+    assert p["DefaultRouteSettings"]["ThrottlingRateLimit"] > 0
+    assert getatt_id(p["AccessLogSettings"]["DestinationArn"]) == "HttpApiAccessLogs"
+    assert sam["Resources"]["HttpApiAccessLogs"]["Properties"]["RetentionInDays"]
+
+
+def test_serverless_http_api(sls):
+    assert "cors" not in sls["provider"]["httpApi"]
+    assert sls["provider"]["logs"]["httpApi"]
+    stage = sls["resources"]["extensions"]["HttpApiStage"]["Properties"]["DefaultRouteSettings"]
+    assert stage["ThrottlingBurstLimit"] > 0 and stage["ThrottlingRateLimit"] > 0
+    assert sls["provider"]["logRetentionInDays"] > 0
+
+
+def test_sam_log_group_per_function(sam):
+    for crate, fn in sam_functions(sam).items():
+        ref = fn["log_group"]
+        assert isinstance(ref, dict) and "Ref" in ref, crate
+        group = sam["Resources"][ref["Ref"]]
+        assert group["Type"] == "AWS::Logs::LogGroup"
+        assert group["Properties"]["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{NamePrefix}}-{crate}"}
+        assert group["Properties"]["RetentionInDays"]
+
+
+def test_sam_outputs(sam):
+    outputs = set(sam["Outputs"])
+    assert {
+        "ApiUrl",
+        "OrdersTableName",
+        "OrderStreamName",
+        "DeliveryQueueUrl",
+        "DeliveryDeadLetterQueueUrl",
+        "FeedbackQueueUrl",
+        "FeedbackDeadLetterQueueUrl",
+        "StreamFailuresQueueUrl",
+    } <= outputs
+
+
+# --------------------------------------------------------------------------
+# IAM: least privilege, per function.
+
+
+def check_statement(where, st):
+    if st.get("Effect") != "Allow":
+        return
+    actions = as_list(st.get("Action", []))
+    assert "NotAction" not in st and "NotResource" not in st, where
+    for action in actions:
+        assert isinstance(action, str), where
+        assert action != "*" and not action.endswith(":*"), f"{where}: wildcard action {action}"
+    if "*" in as_list(st.get("Resource", [])):
+        wide = set(actions) - STAR_RESOURCE_ALLOWED
+        assert wide == set(), f"{where}: Resource '*' for {sorted(wide)}"
+
+
+def check_no_wildcards(resources):
+    seen = 0
+    for logical_id, res in resources.items():
+        if res["Type"] == "AWS::IAM::Role":
+            assert not res["Properties"].get("ManagedPolicyArns"), f"{logical_id} has managed policies"
+            for st in statements(res):
+                check_statement(logical_id, st)
+                seen += 1
+        elif res["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            for st in as_list(res["Properties"]["PolicyDocument"]["Statement"]):
+                check_statement(logical_id, st)
+                seen += 1
+    assert seen > 0
+
+
+def test_sam_no_wildcards(sam):
+    check_no_wildcards(sam["Resources"])
+
+
+def test_serverless_no_wildcards(sls):
+    check_no_wildcards(sls["resources"]["Resources"])
+
+
+def test_sam_translated_roles_are_only_ours(sam_translated):
+    roles = [k for k, r in sam_translated["Resources"].items() if r["Type"] == "AWS::IAM::Role"]
+    assert sorted(roles) == sorted(f["role_id"] for f in sam_functions_from_ids(sam_translated))
+    check_no_wildcards(sam_translated["Resources"])
+
+
+def sam_functions_from_ids(template):
+    for res in template["Resources"].values():
+        if res["Type"] == "AWS::Lambda::Function":
+            yield {"role_id": getatt_id(res["Properties"]["Role"])}
+
+
+def test_serverless_compiled_has_no_shared_role(sls_compiled):
+    resources = sls_compiled["Resources"]
+    assert "IamRoleLambdaExecution" not in resources
+    check_no_wildcards(resources)
+    fns = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Function"]
+    assert len(fns) == 7
+    roles = {getatt_id(f["Properties"]["Role"]) for f in fns}
+    assert len(roles) == 7, "each function has its own role"
+    for f in fns:
+        assert f["Properties"]["Architectures"] == ["arm64"]
+        assert f["Properties"]["Runtime"] == "provided.al2023"
+
+
+def test_sam_each_function_has_exactly_its_grants(sam):
+    for crate, fn in sam_functions(sam).items():
+        assert fn["role"] and fn["role"]["Type"] == "AWS::IAM::Role", crate
+        assert grants(fn["role"]) == IAM[crate], crate
+        own_log = fn["log_group"]["Ref"]
+        logs = [st for st in statements(fn["role"]) if as_list(st["Action"])[0].startswith("logs:")]
+        assert [getatt_id(st["Resource"]) for st in logs] == [own_log], crate
+
+
+def test_serverless_each_function_has_exactly_its_grants(sls):
+    for crate, fn in sls_functions(sls).items():
+        assert fn["role"] and fn["role"]["Type"] == "AWS::IAM::Role", crate
+        assert grants(fn["role"]) == IAM[crate], crate
+        logs = [st for st in statements(fn["role"]) if as_list(st["Action"])[0].startswith("logs:")]
+        assert [st["Resource"]["Fn::Sub"].endswith(f"-{crate}:*") for st in logs] == [True], crate
+
+
+def test_no_function_is_given_the_index(sam, sls):
+    text = json.dumps(sam["Resources"]) + json.dumps(sls["resources"])
+    assert "/index/" not in text, "no Lambda queries by-status; grant the index ARN only where one does"
+
+
+def test_roles_are_assumed_by_lambda_only(sam, sls):
+    roles = [r for r in sam["Resources"].values() if r["Type"] == "AWS::IAM::Role"]
+    roles += [r for r in sls["resources"]["Resources"].values() if r["Type"] == "AWS::IAM::Role"]
+    assert len(roles) == 14
+    for role in roles:
+        (st,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert st["Principal"] == {"Service": "lambda.amazonaws.com"}
+        assert st["Action"] == "sts:AssumeRole"
