@@ -28,6 +28,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::ServeConfig;
+use crate::mappings::embedded::{EmbeddedQueue, EmbeddedStream};
 use crate::mappings::{Handler, run_queue_consumer, run_stream_consumer};
 use crate::secrets::Secrets;
 
@@ -228,30 +229,31 @@ impl Bakery {
             async move { feedback::handle(&deps, batch).await }.boxed()
         });
         let db = &self.db;
+        let visibility = tuning.visibility_timeout();
         let workers = vec![
             tokio::spawn(run_stream_consumer(
-                db.clone(),
+                EmbeddedStream::new(db.clone(), names::NOTIFY_BAKER),
                 names::NOTIFY_BAKER,
                 notify_baker,
                 tuning.clone(),
                 stop.clone(),
             )),
             tokio::spawn(run_stream_consumer(
-                db.clone(),
+                EmbeddedStream::new(db.clone(), names::DISPATCH),
                 names::DISPATCH,
                 dispatch,
                 tuning.clone(),
                 stop.clone(),
             )),
             tokio::spawn(run_queue_consumer(
-                db.clone(),
+                EmbeddedQueue::new(db.clone(), names::DELIVERY_QUEUE, visibility),
                 names::DELIVERY_QUEUE,
                 notify_delivery,
                 tuning.clone(),
                 stop.clone(),
             )),
             tokio::spawn(run_queue_consumer(
-                db.clone(),
+                EmbeddedQueue::new(db.clone(), names::FEEDBACK_QUEUE, visibility),
                 names::FEEDBACK_QUEUE,
                 feedback,
                 tuning,

@@ -3,7 +3,7 @@
 //! With no arguments it serves the API and runs every step; `bakery dlq`
 //! inspects and redrives dead letters. `bakery --help` lists every flag.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use anyhow::Result;
 use bakery::app::Bakery;
@@ -19,6 +19,7 @@ async fn main() -> std::process::ExitCode {
             EnvFilter::try_from_env("BAKERY_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,249 @@
+//! The event source mappings, played locally.
+//!
+//! On AWS, Lambda polls the Kinesis stream and the SQS queues and hands each
+//! function a batch; the function answers with the items that failed
+//! (`ReportBatchItemFailures`). Here one task per consumer does the same,
+//! with the same `aws_lambda_events` payloads, so the functions cannot tell
+//! the difference. The loops are written once, over a [`StreamSource`] or a
+//! [`QueueSource`]; [`embedded`] implements them over the SQLite file and
+//! [`aws`] over real Kinesis and SQS APIs.
+//!
+//! - Stream: one checkpoint per consumer. A batch that reports failures
+//!   checkpoints just before the first failed record, which is then retried
+//!   with backoff (later records come again; the steps are idempotent).
+//!   After `max_tries` the record goes to the dead letters with its reason
+//!   and the consumer moves on, like an on-failure destination.
+//! - Queues: a received message is hidden for the visibility timeout; a
+//!   failed one comes back after a backoff, and after `max_tries` receives
+//!   it moves to the dead letters.
+//!
+//! On shutdown a consumer finishes the batch in hand and stops; nothing
+//! acknowledged is lost, because only finished work is checkpointed or
+//! deleted.
+
+pub mod embedded;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use domain::ports::StoreError;
+use futures::future::BoxFuture;
+use lambda_kit::batch::BatchReport;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Tuning;
+
+/// A function's handler for one batch.
+pub type Handler<E> = Arc<dyn Fn(E) -> BoxFuture<'static, BatchReport> + Send + Sync>;
+
+/// Where a stream consumer reads from, and keeps its place.
+#[async_trait]
+pub trait StreamSource: Send + Sync + 'static {
+    /// Records after the checkpoint, oldest first.
+    async fn read(&mut self, limit: usize) -> Result<Vec<KinesisEventRecord>, StoreError>;
+    /// Everything up to and including `record` is done.
+    async fn checkpoint(&mut self, record: &KinesisEventRecord) -> Result<(), StoreError>;
+    /// Counts a failed try of `record`; returns the tries so far.
+    async fn record_failure(
+        &mut self,
+        record: &KinesisEventRecord,
+        reason: &str,
+    ) -> Result<u32, StoreError>;
+    /// Gives up on `record`: keeps it with its reason, checkpoints past it.
+    async fn dead_letter(
+        &mut self,
+        record: &KinesisEventRecord,
+        reason: &str,
+        attempts: u32,
+    ) -> Result<(), StoreError>;
+    /// Returns when there may be new records (or `stop` is cancelled).
+    async fn wait_for_more(&mut self, stop: &CancellationToken);
+}
+
+/// A queue a consumer receives from.
+#[async_trait]
+pub trait QueueSource: Send + Sync + 'static {
+    async fn receive(&mut self, limit: usize) -> Result<Vec<SqsMessage>, StoreError>;
+    /// The message is done: delete it.
+    async fn done(&self, message: &SqsMessage) -> Result<(), StoreError>;
+    /// The message failed: retry it after `retry_after`, or dead-letter it
+    /// once it was received `max_tries` times. Returns whether it was
+    /// dead-lettered.
+    async fn failed(
+        &self,
+        message: &SqsMessage,
+        reason: &str,
+        max_tries: u32,
+        retry_after: Duration,
+    ) -> Result<bool, StoreError>;
+    /// Returns when there may be messages (or `stop` is cancelled).
+    async fn wait_for_more(&mut self, stop: &CancellationToken);
+}
+
+/// Runs a stream consumer until `stop` is cancelled.
+pub async fn run_stream_consumer(
+    mut source: impl StreamSource,
+    consumer: &'static str,
+    handler: Handler<KinesisEvent>,
+    tuning: Tuning,
+    stop: CancellationToken,
+) {
+    while !stop.is_cancelled() {
+        let records = match source.read(tuning.stream_batch).await {
+            Ok(records) => records,
+            Err(error) => {
+                tracing::warn!(consumer, %error, "cannot read the stream; retrying");
+                pause(&stop, tuning.retry_delay(1)).await;
+                continue;
+            }
+        };
+        if records.is_empty() {
+            source.wait_for_more(&stop).await;
+            continue;
+        }
+        let mut batch = KinesisEvent::default();
+        batch.records = records.clone();
+        let report = handler(batch).await;
+        if let Err(error) =
+            settle_stream_batch(&mut source, consumer, &records, &report, &tuning, &stop).await
+        {
+            tracing::warn!(consumer, %error, "cannot checkpoint; the batch comes again");
+            pause(&stop, tuning.retry_delay(1)).await;
+        }
+    }
+}
+
+async fn settle_stream_batch(
+    source: &mut impl StreamSource,
+    consumer: &'static str,
+    records: &[KinesisEventRecord],
+    report: &BatchReport,
+    tuning: &Tuning,
+    stop: &CancellationToken,
+) -> Result<(), StoreError> {
+    let reasons: HashMap<&str, &str> = report
+        .failures
+        .iter()
+        .map(|f| (f.item_identifier.as_str(), f.reason.as_str()))
+        .collect();
+    let first_failed = records
+        .iter()
+        .position(|r| reasons.contains_key(r.kinesis.sequence_number.as_str()));
+    let Some(failed_at) = first_failed else {
+        if let Some(last) = records.last() {
+            source.checkpoint(last).await?;
+        }
+        return Ok(());
+    };
+    if failed_at > 0 {
+        source.checkpoint(&records[failed_at - 1]).await?;
+    }
+    let failed = &records[failed_at];
+    let sequence = failed.kinesis.sequence_number.as_str();
+    let reason = reasons.get(sequence).copied().unwrap_or("failed");
+    let attempts = source.record_failure(failed, reason).await?;
+    if attempts >= tuning.max_tries {
+        tracing::error!(
+            consumer,
+            sequence,
+            attempts,
+            reason,
+            "stream record dead-lettered"
+        );
+        source.dead_letter(failed, reason, attempts).await?;
+    } else {
+        pause(stop, tuning.retry_delay(attempts)).await;
+    }
+    Ok(())
+}
+
+/// Runs a queue consumer until `stop` is cancelled.
+pub async fn run_queue_consumer(
+    mut source: impl QueueSource,
+    queue: &'static str,
+    handler: Handler<SqsEvent>,
+    tuning: Tuning,
+    stop: CancellationToken,
+) {
+    while !stop.is_cancelled() {
+        let messages = match source.receive(tuning.queue_batch).await {
+            Ok(messages) => messages,
+            Err(error) => {
+                tracing::warn!(queue, %error, "cannot receive; retrying");
+                pause(&stop, tuning.retry_delay(1)).await;
+                continue;
+            }
+        };
+        if messages.is_empty() {
+            source.wait_for_more(&stop).await;
+            continue;
+        }
+        let mut batch = SqsEvent::default();
+        batch.records = messages.clone();
+        let report = handler(batch).await;
+        settle_queue_batch(&source, queue, &messages, &report, &tuning).await;
+    }
+}
+
+async fn settle_queue_batch(
+    source: &impl QueueSource,
+    queue: &'static str,
+    messages: &[SqsMessage],
+    report: &BatchReport,
+    tuning: &Tuning,
+) {
+    let reasons: HashMap<&str, &str> = report
+        .failures
+        .iter()
+        .map(|f| (f.item_identifier.as_str(), f.reason.as_str()))
+        .collect();
+    let reasons = &reasons;
+    // Concurrently, so the database commits them together.
+    let settled = messages.iter().map(|message| async move {
+        let id = message.message_id.as_deref().unwrap_or("");
+        let outcome = match reasons.get(id) {
+            None => source.done(message).await.map(|()| false),
+            Some(reason) => {
+                let tries = receive_count(message);
+                source
+                    .failed(message, reason, tuning.max_tries, tuning.retry_delay(tries))
+                    .await
+            }
+        };
+        match outcome {
+            Ok(true) => tracing::error!(
+                queue,
+                message_id = id,
+                attempts = receive_count(message),
+                reason = reasons.get(id).copied().unwrap_or(""),
+                "message dead-lettered"
+            ),
+            Ok(false) => {}
+            // The message stays hidden until its visibility timeout ends and
+            // then comes again: at least once.
+            Err(error) => tracing::warn!(queue, %error, "cannot settle a message"),
+        }
+    });
+    futures::future::join_all(settled).await;
+}
+
+/// How often the message was received, as SQS counts it.
+fn receive_count(message: &SqsMessage) -> u32 {
+    message
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Waits out a retry delay, or less if the bakery is stopping.
+pub(crate) async fn pause(stop: &CancellationToken, delay: Duration) {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        () = stop.cancelled() => {}
+    }
+}
