@@ -1,12 +1,23 @@
-//! This step's Lambda function; the library beside it holds the handler.
-//!
-//! The AWS adapters are wired here; until they exist this binary refuses to
-//! start rather than run half-configured.
+//! The `delivered` Lambda function (API Gateway HTTP API):
+//! `POST /order/delivered` for the customer, over the DynamoDB order table
+//! and the SQS feedback queue (it announces nothing on the stream). The
+//! handler lives in the library.
+
+use std::sync::Arc;
+
+use aws_adapters::{Clients, DynamoStore, SqsQueue, env};
+use lambda_http::Error;
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    Err(
-        "the AWS wiring of this function is not built yet; run it locally with the bakery runner"
-            .into(),
-    )
+async fn main() -> Result<(), Error> {
+    aws_adapters::logging::init();
+    let table = env::required("ORDERS_TABLE")?;
+    let feedback_queue = env::required("FEEDBACK_QUEUE_URL")?;
+
+    let clients = Clients::from_env().await;
+    let deps = delivered::Deps {
+        store: Arc::new(DynamoStore::without_stream(&clients, table)),
+        feedback_queue: Arc::new(SqsQueue::new(&clients, feedback_queue)),
+    };
+    lambda_http::run(delivered::router(deps)).await
 }

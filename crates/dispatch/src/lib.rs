@@ -132,7 +132,7 @@ mod tests {
         let (store, queue, deps) = setup();
         let event = fulfilled(&store);
         *queue.failure.lock().unwrap() = Some(QueueError::Unavailable("throttled".into()));
-        let report = handle(&deps, batch(&[event.clone()])).await;
+        let report = handle(&deps, batch(std::slice::from_ref(&event))).await;
         assert_eq!(report.failures.len(), 1);
         assert_eq!(
             store.order(event.order_id).unwrap().status,

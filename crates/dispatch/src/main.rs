@@ -1,12 +1,31 @@
-//! This step's Lambda function; the library beside it holds the handler.
-//!
-//! The AWS adapters are wired here; until they exist this binary refuses to
-//! start rather than run half-configured.
+//! The `dispatch` Lambda function: on `order_fulfilled` records from the
+//! Kinesis order stream, moves the order out for delivery and sends it to
+//! the SQS delivery queue. The handler lives in the library.
+
+use std::sync::Arc;
+
+use aws_adapters::{Clients, DynamoStore, SqsQueue, env};
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    Err(
-        "the AWS wiring of this function is not built yet; run it locally with the bakery runner"
-            .into(),
-    )
+async fn main() -> Result<(), Error> {
+    aws_adapters::logging::init();
+    let table = env::required("ORDERS_TABLE")?;
+    let delivery_queue = env::required("DELIVERY_QUEUE_URL")?;
+
+    let clients = Clients::from_env().await;
+    let deps = dispatch::Deps {
+        store: Arc::new(DynamoStore::without_stream(&clients, table)),
+        delivery_queue: Arc::new(SqsQueue::new(&clients, delivery_queue)),
+    };
+    let deps = &deps;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<KinesisEvent>| async move {
+        Ok::<_, Error>(
+            dispatch::handle(deps, event.payload)
+                .await
+                .kinesis_response(),
+        )
+    }))
+    .await
 }

@@ -1,12 +1,24 @@
-//! This step's Lambda function; the library beside it holds the handler.
-//!
-//! The AWS adapters are wired here; until they exist this binary refuses to
-//! start rather than run half-configured.
+//! The `fulfilled` Lambda function (API Gateway HTTP API):
+//! `POST /order/fulfilled` for the cake maker, over the DynamoDB order table
+//! and the Kinesis order stream. The handler lives in the library.
+
+use std::sync::Arc;
+
+use aws_adapters::{Clients, DynamoStore, env};
+use domain::auth::TokenHash;
+use lambda_http::Error;
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    Err(
-        "the AWS wiring of this function is not built yet; run it locally with the bakery runner"
-            .into(),
-    )
+async fn main() -> Result<(), Error> {
+    aws_adapters::logging::init();
+    let table = env::required("ORDERS_TABLE")?;
+    let stream = env::required("ORDER_STREAM")?;
+    let baker_token = TokenHash::of(&env::required("BAKER_TOKEN")?);
+
+    let clients = Clients::from_env().await;
+    let deps = fulfilled::Deps {
+        store: Arc::new(DynamoStore::new(&clients, table, stream)),
+        baker_token,
+    };
+    lambda_http::run(fulfilled::router(deps)).await
 }

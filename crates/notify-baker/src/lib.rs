@@ -137,7 +137,7 @@ mod tests {
         let event = Event::new(EventType::OrderPlaced, &order, Utc::now());
         let report = handle(&deps, batch(&[event.clone(), event.clone()])).await;
         assert!(report.failures.is_empty(), "{report:?}");
-        let report = handle(&deps, batch(&[event.clone()])).await;
+        let report = handle(&deps, batch(std::slice::from_ref(&event))).await;
         assert!(report.failures.is_empty());
 
         let sent = mailer.sent.lock().unwrap().clone();
@@ -185,7 +185,7 @@ mod tests {
         store.insert(order.clone());
         let event = Event::new(EventType::OrderPlaced, &order, Utc::now());
         *mailer.failure.lock().unwrap() = Some(MailError::Unavailable("smtp down".into()));
-        let report = handle(&deps, batch(&[event.clone()])).await;
+        let report = handle(&deps, batch(std::slice::from_ref(&event))).await;
         assert_eq!(report.failures.len(), 1);
         assert_eq!(report.failures[0].item_identifier, "1");
         assert!(report.failures[0].reason.contains("smtp down"));

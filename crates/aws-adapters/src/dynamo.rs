@@ -1,0 +1,553 @@
+//! [`DynamoStore`]: the order table in DynamoDB and the order stream in
+//! Kinesis, together one [`OrderStore`].
+//!
+//! # Item layout
+//!
+//! The table has a single string hash key, `pk`, and holds two kinds of
+//! items:
+//!
+//! | item | `pk` | other attributes |
+//! |------|------|------------------|
+//! | an order | `order#<orderId>` | `orderId`, `status`, `createdAt` (RFC 3339, UTC, milliseconds), `order` (the order's JSON), `tokenHash`, `version` (N) |
+//! | an idempotency key | `idem#<key>` | `fingerprint`, `orderId` |
+//!
+//! The global secondary index `by-status` (hash `status`, range `createdAt`,
+//! all attributes) lists orders of one status, oldest first; idempotency
+//! items have no `status` and stay out of it. `order` is the source of
+//! truth; `status` mirrors it for conditions and the index. The customer
+//! token's hash is not part of the order's JSON, so it has its own
+//! attribute.
+//!
+//! # Table and stream
+//!
+//! The two services cannot share a transaction, so a write goes to the table
+//! first and its event to the stream second. If the event cannot be put,
+//! the call answers [`StoreError::Unavailable`] whatever the cause: the
+//! change is stored, and the retry the caller makes (same
+//! `Idempotency-Key`, same transition, or the event source redelivering)
+//! finds it done and puts the event again. Event ids are derived from the
+//! order, so consumers recognise the repeats.
+//!
+//! # Concurrency
+//!
+//! Every change is compare-and-set on the item's `version` (and, for status
+//! changes, on the predecessor status), so concurrent writers never lose
+//! each other's updates and an order never moves backwards. A writer that
+//! loses a race re-reads and decides again.
+//!
+//! # Errors
+//!
+//! A missing table (or any other 4xx that is not throttling) is
+//! [`StoreError::Failed`]: configuration is wrong and retrying will not fix
+//! it. Throttling, 5xx, timeouts and connection failures are
+//! [`StoreError::Unavailable`], after the SDK's own retries.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_kinesis::primitives::Blob;
+use chrono::{DateTime, SecondsFormat, Utc};
+use domain::auth::TokenHash;
+use domain::events::{Event, EventType};
+use domain::order::TransitionCheck;
+use domain::ports::{Advanced, IdempotencyKey, NewOrder, OrderStore, Placed, StoreError};
+use domain::{Order, OrderId, Status, Step, Transition};
+
+use crate::Clients;
+use crate::error::{describe, store_error};
+
+/// The name of the index that lists orders by status.
+pub const STATUS_INDEX: &str = "by-status";
+
+/// How often a compare-and-set is tried before giving up. Conflicts need
+/// two writers on one order at the same moment; more than a few in a row
+/// means something is hammering that order.
+const CAS_ATTEMPTS: usize = 5;
+
+const ORDER_PREFIX: &str = "order#";
+const KEY_PREFIX: &str = "idem#";
+
+/// The order table and the order stream.
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    dynamodb: aws_sdk_dynamodb::Client,
+    kinesis: aws_sdk_kinesis::Client,
+    table: String,
+    /// A stream name, or an ARN (`arn:...`); `None` for functions that
+    /// never announce anything (and have no permission to).
+    stream: Option<String>,
+}
+
+/// An order as read, with the version a compare-and-set must match.
+struct Stored {
+    order: Order,
+    version: u64,
+}
+
+impl DynamoStore {
+    /// The store over `table` (name) and `stream` (name or ARN).
+    pub fn new(clients: &Clients, table: impl Into<String>, stream: impl Into<String>) -> Self {
+        DynamoStore {
+            stream: Some(stream.into()),
+            ..DynamoStore::without_stream(clients, table)
+        }
+    }
+
+    /// The store over `table` alone, for functions that read orders,
+    /// record steps and change status without announcing it (`advance`
+    /// with `announce` = `None`). Placing an order or announcing a change
+    /// through it is [`StoreError::Failed`], refused before anything is
+    /// written.
+    pub fn without_stream(clients: &Clients, table: impl Into<String>) -> Self {
+        DynamoStore {
+            dynamodb: clients.dynamodb.clone(),
+            kinesis: clients.kinesis.clone(),
+            table: table.into(),
+            stream: None,
+        }
+    }
+
+    /// The stream events go to, or why there is none.
+    fn stream(&self) -> Result<&str, StoreError> {
+        self.stream.as_deref().ok_or_else(|| {
+            StoreError::Failed(
+                "this store has no order stream (ORDER_STREAM) to announce on".into(),
+            )
+        })
+    }
+
+    /// Up to `limit` orders with `status`, oldest first, through the
+    /// `by-status` index. Index reads are eventually consistent: an order
+    /// that changed a moment ago may still be listed under its old status.
+    pub async fn orders_with_status(
+        &self,
+        status: Status,
+        limit: usize,
+    ) -> Result<Vec<Order>, StoreError> {
+        let mut orders = Vec::new();
+        let mut start = None;
+        while orders.len() < limit {
+            let page_size = i32::try_from(limit - orders.len()).unwrap_or(i32::MAX);
+            let page = self
+                .dynamodb
+                .query()
+                .table_name(&self.table)
+                .index_name(STATUS_INDEX)
+                .key_condition_expression("#status = :status")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":status", s(status.as_str()))
+                .scan_index_forward(true)
+                .limit(page_size)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error("Query", &e))?;
+            for item in page.items() {
+                orders.push(decode(item)?.order);
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        orders.truncate(limit);
+        Ok(orders)
+    }
+
+    /// A consistent read of one order.
+    async fn read(&self, order_id: OrderId) -> Result<Option<Stored>, StoreError> {
+        let output = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", order_key(order_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", &e))?;
+        output.item.as_ref().map(decode).transpose()
+    }
+
+    /// Puts `event` on the stream. Always `Unavailable` on failure: the
+    /// change it announces is stored, and a retry completes it.
+    async fn put_event(&self, event: &Event) -> Result<(), StoreError> {
+        let stream = self.stream()?;
+        let request = self
+            .kinesis
+            .put_record()
+            .partition_key(event.partition_key())
+            .data(Blob::new(event.to_json()));
+        let request = if stream.starts_with("arn:") {
+            request.stream_arn(stream)
+        } else {
+            request.stream_name(stream)
+        };
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                let message = describe("PutRecord", &error);
+                tracing::error!(
+                    event_id = %event.event_id,
+                    order_id = %event.order_id,
+                    error = %message,
+                    "stored, but the event is not on the stream; a retry will put it"
+                );
+                Err(StoreError::Unavailable(message))
+            }
+        }
+    }
+
+    /// An idempotency key seen before: the outcome of replaying it, or
+    /// `None` if the key is new after all.
+    async fn replay(&self, key: &IdempotencyKey) -> Result<Option<Placed>, StoreError> {
+        let output = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("{KEY_PREFIX}{}", key.key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", &e))?;
+        let Some(item) = output.item else {
+            return Ok(None);
+        };
+        if string(&item, "fingerprint")? != key.fingerprint {
+            return Ok(Some(Placed::KeyReused));
+        }
+        let order_id = OrderId::parse(string(&item, "orderId")?).ok_or_else(|| {
+            StoreError::Failed(format!("idempotency key {}: bad orderId", key.key))
+        })?;
+        // The key and its order were written in one transaction.
+        let stored = self.read(order_id).await?.ok_or_else(|| {
+            StoreError::Failed(format!("idempotency key {} names a missing order", key.key))
+        })?;
+        let order = stored.order;
+        // The first attempt may have stopped before its event reached the
+        // stream; putting it again is what completes that attempt.
+        let placed_at = order.at(Step::Placed).unwrap_or_else(Utc::now);
+        self.put_event(&Event::new(EventType::OrderPlaced, &order, placed_at))
+            .await?;
+        Ok(Some(Placed::Replayed(order)))
+    }
+
+    /// Replaces the order's JSON (and status) if its version is still
+    /// `version` and, with `from`, its status still `from`. `Ok(false)` when
+    /// another writer got there first.
+    async fn compare_and_set(
+        &self,
+        order: &Order,
+        version: u64,
+        from: Option<Status>,
+    ) -> Result<bool, StoreError> {
+        let mut condition = "#version = :version".to_owned();
+        let mut request = self
+            .dynamodb
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", order_key(order.order_id))
+            .update_expression("SET #order = :order, #status = :status, #version = :next")
+            .expression_attribute_names("#order", "order")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":order", s(to_json(order)?))
+            .expression_attribute_values(":status", s(order.status.as_str()))
+            .expression_attribute_values(":version", n(version))
+            .expression_attribute_values(":next", n(version + 1));
+        if let Some(from) = from {
+            condition.push_str(" AND #status = :from");
+            request = request.expression_attribute_values(":from", s(from.as_str()));
+        }
+        match request.condition_expression(condition).send().await {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(store_error("UpdateItem", &error)),
+        }
+    }
+}
+
+#[async_trait]
+impl OrderStore for DynamoStore {
+    async fn place(&self, new: &NewOrder) -> Result<Placed, StoreError> {
+        // Never store an order that cannot be announced.
+        self.stream()?;
+        // Both items only if neither exists: a key seen before leaves the
+        // table untouched.
+        let mut request = self
+            .dynamodb
+            .transact_write_items()
+            .transact_items(put_if_absent(&self.table, order_item(&new.order)?)?);
+        if let Some(key) = &new.idempotency {
+            let item = HashMap::from([
+                ("pk".to_owned(), s(format!("{KEY_PREFIX}{}", key.key))),
+                ("fingerprint".to_owned(), s(&key.fingerprint)),
+                ("orderId".to_owned(), s(new.order.order_id.to_string())),
+            ]);
+            request = request.transact_items(put_if_absent(&self.table, item)?);
+        }
+        let error = match request.send().await {
+            Ok(_) => {
+                self.put_event(&new.event).await?;
+                return Ok(Placed::Created(new.order.clone()));
+            }
+            Err(error) => error,
+        };
+        let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+            error.as_service_error()
+        else {
+            return Err(store_error("TransactWriteItems", &error));
+        };
+        if let Some(key) = &new.idempotency {
+            if let Some(outcome) = self.replay(key).await? {
+                return Ok(outcome);
+            }
+        }
+        // Not a known key. A conflict with a concurrent transaction (say,
+        // the same key arriving twice at once) resolves itself on retry; a
+        // taken order id would be a bug. Reasons come in the order of the
+        // items, the order's put first.
+        let order_exists = cancelled
+            .cancellation_reasons()
+            .first()
+            .and_then(|reason| reason.code())
+            == Some("ConditionalCheckFailed");
+        if order_exists {
+            Err(StoreError::Failed(format!(
+                "order {} already exists",
+                new.order.order_id
+            )))
+        } else {
+            Err(StoreError::Unavailable(describe(
+                "TransactWriteItems",
+                &error,
+            )))
+        }
+    }
+
+    async fn get(&self, order_id: OrderId) -> Result<Option<Order>, StoreError> {
+        Ok(self.read(order_id).await?.map(|stored| stored.order))
+    }
+
+    async fn advance(
+        &self,
+        transition: &Transition,
+        announce: Option<EventType>,
+    ) -> Result<Advanced, StoreError> {
+        if announce.is_some() {
+            self.stream()?;
+        }
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(Stored { mut order, version }) = self.read(transition.order_id).await? else {
+                return Ok(Advanced::NotFound);
+            };
+            match order.check(transition.to) {
+                TransitionCheck::OutOfOrder => return Ok(Advanced::OutOfOrder(order)),
+                TransitionCheck::AlreadyDone => {
+                    // A retry after a failed event put lands here: put it
+                    // again, with the time the step really happened.
+                    if let Some(kind) = announce {
+                        let at = order.at(transition.to.step()).unwrap_or(transition.at);
+                        self.put_event(&Event::new(kind, &order, at)).await?;
+                    }
+                    return Ok(Advanced::AlreadyDone(order));
+                }
+                TransitionCheck::Apply => {
+                    let from = order.status;
+                    order.apply(transition);
+                    if self.compare_and_set(&order, version, Some(from)).await? {
+                        if let Some(kind) = announce {
+                            self.put_event(&Event::new(kind, &order, transition.at))
+                                .await?;
+                        }
+                        return Ok(Advanced::Moved(order));
+                    }
+                    // Lost a race: the next read tells whether the winner
+                    // did our step (AlreadyDone) or only recorded a step.
+                }
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "order {} kept changing under {CAS_ATTEMPTS} attempts to move it to {}",
+            transition.order_id, transition.to
+        )))
+    }
+
+    async fn record_step(
+        &self,
+        order_id: OrderId,
+        step: Step,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(Stored { mut order, version }) = self.read(order_id).await? else {
+                return Ok(());
+            };
+            if !order.record(step, at) {
+                return Ok(());
+            }
+            if self.compare_and_set(&order, version, None).await? {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "order {order_id} kept changing under {CAS_ATTEMPTS} attempts to record {}",
+            step.as_str()
+        )))
+    }
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn order_key(order_id: OrderId) -> AttributeValue {
+    s(format!("{ORDER_PREFIX}{order_id}"))
+}
+
+fn to_json(order: &Order) -> Result<String, StoreError> {
+    serde_json::to_string(order).map_err(|e| StoreError::Failed(format!("order to JSON: {e}")))
+}
+
+/// A new order's item, at version 1.
+fn order_item(order: &Order) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    // Fixed width (milliseconds, `Z`) so that the index's string order is
+    // time order.
+    let created_at = order
+        .at(Step::Placed)
+        .unwrap_or_else(Utc::now)
+        .to_rfc3339_opts(SecondsFormat::Millis, true);
+    Ok(HashMap::from([
+        ("pk".to_owned(), order_key(order.order_id)),
+        ("orderId".to_owned(), s(order.order_id.to_string())),
+        ("status".to_owned(), s(order.status.as_str())),
+        ("createdAt".to_owned(), s(created_at)),
+        ("order".to_owned(), s(to_json(order)?)),
+        (
+            "tokenHash".to_owned(),
+            s(order.customer_token_hash.to_string()),
+        ),
+        ("version".to_owned(), n(1)),
+    ]))
+}
+
+fn put_if_absent(
+    table: &str,
+    item: HashMap<String, AttributeValue>,
+) -> Result<TransactWriteItem, StoreError> {
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(pk)")
+        .build()
+        .map_err(|e| StoreError::Failed(format!("building a Put: {e}")))?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+fn string<'a>(
+    item: &'a HashMap<String, AttributeValue>,
+    name: &str,
+) -> Result<&'a str, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::S(value)) => Ok(value),
+        _ => Err(corrupt(item, &format!("no string attribute {name}"))),
+    }
+}
+
+fn corrupt(item: &HashMap<String, AttributeValue>, what: &str) -> StoreError {
+    let pk = match item.get("pk") {
+        Some(AttributeValue::S(pk)) => pk.as_str(),
+        _ => "?",
+    };
+    StoreError::Failed(format!("item {pk}: {what}"))
+}
+
+/// Reads an order item back.
+fn decode(item: &HashMap<String, AttributeValue>) -> Result<Stored, StoreError> {
+    let mut order: Order = serde_json::from_str(string(item, "order")?)
+        .map_err(|e| corrupt(item, &format!("order JSON: {e}")))?;
+    order.customer_token_hash = TokenHash::parse(string(item, "tokenHash")?)
+        .ok_or_else(|| corrupt(item, "bad tokenHash"))?;
+    let version = match item.get("version") {
+        Some(AttributeValue::N(number)) => number.parse::<u64>().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| corrupt(item, "bad version"))?;
+    Ok(Stored { order, version })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::StepTime;
+    use uuid::Uuid;
+
+    fn order() -> Order {
+        let at = DateTime::parse_from_rfc3339("2026-11-24T10:00:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default();
+        Order {
+            order_id: OrderId(Uuid::from_u128(7)),
+            status: Status::Placed,
+            name: "Ada".into(),
+            address: "1 Cake Street".into(),
+            email: None,
+            product_id: "carrot-cake".into(),
+            product_name: "Carrot cake".into(),
+            quantity: 1,
+            unit_price_cents: 2800,
+            total_cents: 2800,
+            currency: "EUR".into(),
+            fulfillment_id: None,
+            delivery_company_id: None,
+            order_review: None,
+            timeline: vec![StepTime {
+                step: Step::Placed,
+                at,
+            }],
+            customer_token_hash: TokenHash::of("secret"),
+        }
+    }
+
+    #[test]
+    fn an_order_item_round_trips_with_its_token_hash() {
+        let item = order_item(&order()).unwrap();
+        assert_eq!(
+            string(&item, "pk").unwrap(),
+            format!("order#{}", Uuid::from_u128(7))
+        );
+        assert_eq!(string(&item, "status").unwrap(), "placed");
+        assert_eq!(
+            string(&item, "createdAt").unwrap(),
+            "2026-11-24T10:00:00.000Z"
+        );
+        let stored = decode(&item).unwrap();
+        assert_eq!(stored.order, order());
+        assert!(stored.order.customer_token_hash.matches("secret"));
+        assert_eq!(stored.version, 1);
+    }
+
+    #[test]
+    fn a_damaged_item_is_failed_not_a_panic() {
+        let mut item = order_item(&order()).unwrap();
+        item.insert("order".into(), s("{not json"));
+        assert!(matches!(decode(&item), Err(StoreError::Failed(m)) if m.contains("order#")));
+        let mut item = order_item(&order()).unwrap();
+        item.insert("version".into(), s("1"));
+        assert!(matches!(decode(&item), Err(StoreError::Failed(_))));
+        let mut item = order_item(&order()).unwrap();
+        item.remove("tokenHash");
+        assert!(matches!(decode(&item), Err(StoreError::Failed(_))));
+    }
+}

@@ -1,0 +1,45 @@
+//! The bakery's ports over AWS: the order table (DynamoDB) with the order
+//! stream it feeds (Kinesis), the delivery and feedback queues (SQS) and
+//! email (SESv2), plus readers of the stream and the queues for a local
+//! runner that plays Lambda's event source mappings against AWS.
+//!
+//! Every SDK error is translated into the domain's errors, so handlers never
+//! see a vendor type: throttling, 5xx answers, timeouts and failures to reach
+//! the service become `Unavailable` (try again later); anything else becomes
+//! `Failed` (for storage) or `Rejected` (for mail). Throttling is retried by
+//! the SDK's own retry policy (standard mode, [`clients::MAX_ATTEMPTS`]
+//! attempts), never by hand; only compare-and-set conflicts are retried here,
+//! because they are ours, not the service's.
+//!
+//! # Layout
+//!
+//! - [`clients`]: [`Clients`], the four SDK clients, built once per cold start
+//!   from the environment (`AWS_ENDPOINT_URL` points them at an emulator).
+//! - [`env`]: reading a function's configuration from environment variables,
+//!   failing at cold start with the name of what is missing.
+//! - [`logging`]: the functions' log format (compact text or JSON, no colours).
+//! - [`dynamo`]: [`DynamoStore`], the `OrderStore` over a DynamoDB table and a
+//!   Kinesis stream, with the table's item layout.
+//! - [`sqs`]: [`SqsQueue`], the `Queue` over an SQS queue.
+//! - [`ses`]: [`SesMailer`], the `Mailer` over SESv2.
+//! - [`readers`]: [`KinesisReader`] and [`SqsReader`], which read records and
+//!   messages in exactly the shape Lambda hands them to functions.
+//! - [`provision`]: creating the table, stream and queues on an emulator or
+//!   in tests (in AWS the SAM/serverless templates own them).
+//! - `error` (private): which SDK errors are worth retrying.
+
+pub mod clients;
+pub mod dynamo;
+pub mod env;
+mod error;
+pub mod logging;
+pub mod provision;
+pub mod readers;
+pub mod ses;
+pub mod sqs;
+
+pub use clients::Clients;
+pub use dynamo::DynamoStore;
+pub use readers::{KinesisReader, SqsReader};
+pub use ses::SesMailer;
+pub use sqs::SqsQueue;

@@ -1,0 +1,34 @@
+//! The functions' log format.
+//!
+//! CloudWatch stores whatever a function prints and adds its own
+//! timestamps, so lines carry no time and no colour codes (which would show
+//! up as `\x1b[..]` noise). Lambda's advanced logging controls are honoured:
+//! `AWS_LAMBDA_LOG_FORMAT=JSON` switches to one JSON object per line, and
+//! `AWS_LAMBDA_LOG_LEVEL` (else `RUST_LOG`, else `info`) sets the level.
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+
+/// Installs the global subscriber. Call once, first thing in `main`.
+pub fn init() {
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok()
+        .and_then(|text| text.parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::INFO);
+    let filter = EnvFilter::builder()
+        .with_default_directive(level.into())
+        .from_env_lossy();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_target(false)
+        .without_time();
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    // `try_init` so a second call (or a test harness's subscriber) is harmless.
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.compact().try_init()
+    };
+}
