@@ -348,9 +348,11 @@ async fn sigkill_in_the_middle_loses_no_acknowledged_order() {
     })
     .await;
     assert!(results.iter().all(|s| *s == 200));
-    eventually("the delivery company hears of the first cakes", LIMIT, || async {
-        (!delivery.accepted_ids().is_empty()).then_some(())
-    })
+    eventually(
+        "the delivery company hears of the first cakes",
+        LIMIT,
+        || async { (!delivery.accepted_ids().is_empty()).then_some(()) },
+    )
     .await;
     bakery.kill9().await;
     bakery.restart().await;
@@ -475,4 +477,5 @@ async fn ctrl_c_stops_cleanly_and_a_restart_keeps_everything() {
     assert_eq!(bakery.emails().len(), 1);
 }
 
+mod aws;
 mod bad_input;

@@ -27,12 +27,19 @@ pub struct Bakery {
     pub url: String,
     pub client: reqwest::Client,
     args: Vec<String>,
+    /// Environment variables for the process beyond the test's own.
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
 impl Bakery {
     /// Starts a bakery with quick retries; `args` adds flags.
     pub async fn start(args: &[&str]) -> Bakery {
+        Bakery::start_with_env(args, &[]).await
+    }
+
+    /// Starts a bakery with extra environment variables.
+    pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Bakery {
         let data = tempfile::tempdir().unwrap();
         let mut bakery = Bakery {
             data,
@@ -42,6 +49,10 @@ impl Bakery {
                 .build()
                 .unwrap(),
             args: args.iter().map(|a| a.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
         };
         bakery.launch().await;
@@ -62,6 +73,7 @@ impl Bakery {
             .args(["--retry-delay-ms", "20", "--max-retry-delay-ms", "200"])
             .args(["--partner-timeout-ms", "2000"])
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("BAKERY_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -26,10 +26,13 @@
 //!   messages in exactly the shape Lambda hands them to functions.
 //! - [`provision`]: creating the table, stream and queues on an emulator or
 //!   in tests (in AWS the SAM/serverless templates own them).
+//! - `emulator` (feature `emulator`): a moto server for tests.
 //! - `error` (private): which SDK errors are worth retrying.
 
 pub mod clients;
 pub mod dynamo;
+#[cfg(feature = "emulator")]
+pub mod emulator;
 pub mod env;
 mod error;
 pub mod logging;

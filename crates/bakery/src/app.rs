@@ -1,8 +1,10 @@
-//! Wiring the seven functions to the embedded parts and serving them.
+//! Wiring the seven functions to their parts and serving them.
 //!
 //! The three HTTP functions' routers are merged into one server, as API
 //! Gateway would route to them; the four consumers run as tasks fed by
-//! [`crate::mappings`]. Everything shares one [`Database`].
+//! [`crate::mappings`]. The parts are the embedded ones (one [`Database`]
+//! and a mail outbox or SMTP) or, with `--backend aws`, DynamoDB, Kinesis,
+//! SQS and SES.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,23 +13,29 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
+use aws_adapters::{DynamoStore, SesMailer, SqsQueue};
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use aws_lambda_events::event::sqs::SqsEvent;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use domain::Catalog;
 use domain::auth::{CustomerTokens, TokenHash};
 use domain::events::Email;
-use domain::ports::{MailError, Mailer, OrderStore, PartnerNotifier};
+use domain::ports::{MailError, Mailer, OrderStore, PartnerNotifier, Queue};
 use embedded::Database;
 use futures::FutureExt;
 use lambda_kit::http::ApiError;
 use outbound::{EmailPartner, OutboxMailer, RetryPolicy, SmtpMailer, WebhookNotifier};
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::config::ServeConfig;
+use crate::aws::Resources;
+use crate::config::{Backend as BackendKind, ServeConfig, Tuning};
+use crate::mappings::aws::{KinesisStream, SqsQueueSource};
 use crate::mappings::embedded::{EmbeddedQueue, EmbeddedStream};
 use crate::mappings::{Handler, run_queue_consumer, run_stream_consumer};
 use crate::secrets::Secrets;
@@ -42,7 +50,7 @@ pub mod names {
 
 /// A bakery ready to serve: its parts built, its port bound.
 pub struct Bakery {
-    db: Database,
+    sources: Sources,
     listener: TcpListener,
     router: Router,
     consumers: Consumers,
@@ -70,10 +78,6 @@ impl Bakery {
             config.webhook_secret.clone(),
         )?;
         let catalog = Arc::new(load_catalog(config.catalog.as_deref())?);
-        let db =
-            Database::open(&config.data_dir, embedded::Options::default()).with_context(|| {
-                format!("cannot open the database in {}", config.data_dir.display())
-            })?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -82,31 +86,21 @@ impl Bakery {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{address}"));
-
-        let store: Arc<dyn OrderStore> = Arc::new(db.store());
         let tuning = &config.tuning;
         let timeout = Duration::from_millis(tuning.partner_timeout_ms);
-        let (mail_transport, outbox): (Arc<dyn Mailer>, Option<PathBuf>) = match &config.smtp_url {
-            Some(url) => (
-                Arc::new(SmtpMailer::from_url(
-                    url,
-                    config.mail_from.clone(),
-                    timeout,
-                )?),
-                None,
-            ),
-            None => {
-                let dir = config.data_dir.join("outbox");
-                (
-                    Arc::new(OutboxMailer::new(dir.clone(), config.mail_from.clone())?),
-                    Some(dir),
-                )
-            }
+
+        let parts = match config.backend {
+            BackendKind::Embedded => Parts::embedded(&config, timeout)?,
+            BackendKind::Aws => Parts::aws(&config).await?,
         };
-        let mailer: Arc<dyn Mailer> = Arc::new(RecordedMailer {
-            transport: mail_transport,
-            db: db.clone(),
-        });
+        let Parts {
+            store,
+            delivery_queue,
+            feedback_queue,
+            mailer,
+            sources,
+            outbox,
+        } = parts;
         let retry = || RetryPolicy {
             attempts: tuning.partner_attempts.max(1),
             first_delay: Duration::from_millis(tuning.retry_delay_ms.min(1000)),
@@ -131,8 +125,6 @@ impl Bakery {
         )?;
 
         let baker_token = TokenHash::of(&secrets.baker_token);
-        let delivery_queue = Arc::new(db.queue(names::DELIVERY_QUEUE));
-        let feedback_queue = Arc::new(db.queue(names::FEEDBACK_QUEUE));
         let router = api_router(
             order::Deps {
                 store: store.clone(),
@@ -171,7 +163,7 @@ impl Bakery {
             },
         };
         Ok(Bakery {
-            db,
+            sources,
             listener,
             router,
             consumers,
@@ -191,9 +183,15 @@ impl Bakery {
             "data directory: {}",
             self.config.data_dir.display()
         )];
-        match &self.outbox {
-            Some(dir) => lines.push(format!("mail outbox:    {}", dir.display())),
-            None => lines.push("mail:           over SMTP".into()),
+        match (&self.sources, &self.outbox) {
+            (Sources::Aws { resources, .. }, _) => lines.push(format!(
+                "backend:        AWS (table and stream {}, mail through SES)",
+                resources.table
+            )),
+            (Sources::Embedded(_), Some(dir)) => {
+                lines.push(format!("mail outbox:    {}", dir.display()))
+            }
+            (Sources::Embedded(_), None) => lines.push("mail:           over SMTP".into()),
         }
         match &self.baker_token_file {
             Some(file) => lines.push(format!("baker token:    {}", file.display())),
@@ -228,38 +226,15 @@ impl Bakery {
             let deps = feedback.clone();
             async move { feedback::handle(&deps, batch).await }.boxed()
         });
-        let db = &self.db;
-        let visibility = tuning.visibility_timeout();
-        let workers = vec![
-            tokio::spawn(run_stream_consumer(
-                EmbeddedStream::new(db.clone(), names::NOTIFY_BAKER),
-                names::NOTIFY_BAKER,
-                notify_baker,
-                tuning.clone(),
-                stop.clone(),
-            )),
-            tokio::spawn(run_stream_consumer(
-                EmbeddedStream::new(db.clone(), names::DISPATCH),
-                names::DISPATCH,
-                dispatch,
-                tuning.clone(),
-                stop.clone(),
-            )),
-            tokio::spawn(run_queue_consumer(
-                EmbeddedQueue::new(db.clone(), names::DELIVERY_QUEUE, visibility),
-                names::DELIVERY_QUEUE,
-                notify_delivery,
-                tuning.clone(),
-                stop.clone(),
-            )),
-            tokio::spawn(run_queue_consumer(
-                EmbeddedQueue::new(db.clone(), names::FEEDBACK_QUEUE, visibility),
-                names::FEEDBACK_QUEUE,
-                feedback,
+        let workers = self
+            .sources
+            .spawn(
+                [notify_baker, dispatch],
+                [notify_delivery, feedback],
                 tuning,
-                stop.clone(),
-            )),
-        ];
+                &stop,
+            )
+            .await?;
         let shutdown = stop.clone();
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -332,5 +307,171 @@ impl Mailer for RecordedMailer {
             .record_mail(&email.key, &email.to, &email.subject)
             .await
             .map_err(unavailable)
+    }
+}
+
+/// The adapters the functions run on, for one backend.
+struct Parts {
+    store: Arc<dyn OrderStore>,
+    delivery_queue: Arc<dyn Queue>,
+    feedback_queue: Arc<dyn Queue>,
+    mailer: Arc<dyn Mailer>,
+    sources: Sources,
+    outbox: Option<PathBuf>,
+}
+
+impl Parts {
+    fn embedded(config: &ServeConfig, timeout: Duration) -> Result<Parts> {
+        let db =
+            Database::open(&config.data_dir, embedded::Options::default()).with_context(|| {
+                format!("cannot open the database in {}", config.data_dir.display())
+            })?;
+        let (transport, outbox): (Arc<dyn Mailer>, Option<PathBuf>) = match &config.smtp_url {
+            Some(url) => (
+                Arc::new(SmtpMailer::from_url(
+                    url,
+                    config.mail_from.clone(),
+                    timeout,
+                )?),
+                None,
+            ),
+            None => {
+                let dir = config.data_dir.join("outbox");
+                (
+                    Arc::new(OutboxMailer::new(dir.clone(), config.mail_from.clone())?),
+                    Some(dir),
+                )
+            }
+        };
+        Ok(Parts {
+            store: Arc::new(db.store()),
+            delivery_queue: Arc::new(db.queue(names::DELIVERY_QUEUE)),
+            feedback_queue: Arc::new(db.queue(names::FEEDBACK_QUEUE)),
+            mailer: Arc::new(RecordedMailer {
+                transport,
+                db: db.clone(),
+            }),
+            sources: Sources::Embedded(db),
+            outbox,
+        })
+    }
+
+    async fn aws(config: &ServeConfig) -> Result<Parts> {
+        let resources = Resources::connect(&config.aws, &config.tuning, &config.mail_from).await?;
+        let clients = &resources.clients;
+        Ok(Parts {
+            store: Arc::new(DynamoStore::new(
+                clients,
+                &resources.table,
+                &resources.stream,
+            )),
+            delivery_queue: Arc::new(SqsQueue::new(clients, &resources.delivery_queue_url)),
+            feedback_queue: Arc::new(SqsQueue::new(clients, &resources.feedback_queue_url)),
+            mailer: Arc::new(SesMailer::new(clients, config.mail_from.clone())),
+            sources: Sources::Aws {
+                resources,
+                poll: Duration::from_millis(config.aws.aws_poll_ms),
+            },
+            outbox: None,
+        })
+    }
+}
+
+/// Where the consumers' batches come from.
+enum Sources {
+    Embedded(Database),
+    Aws {
+        resources: Resources,
+        poll: Duration,
+    },
+}
+
+impl Sources {
+    /// Starts the stream consumers (notify-baker, dispatch) and the queue
+    /// consumers (delivery, feedback).
+    async fn spawn(
+        &self,
+        [notify_baker, dispatch]: [Handler<KinesisEvent>; 2],
+        [notify_delivery, feedback]: [Handler<SqsEvent>; 2],
+        tuning: Tuning,
+        stop: &CancellationToken,
+    ) -> Result<Vec<JoinHandle<()>>> {
+        let visibility = tuning.visibility_timeout();
+        Ok(match self {
+            Sources::Embedded(db) => vec![
+                tokio::spawn(run_stream_consumer(
+                    EmbeddedStream::new(db.clone(), names::NOTIFY_BAKER),
+                    names::NOTIFY_BAKER,
+                    notify_baker,
+                    tuning.clone(),
+                    stop.clone(),
+                )),
+                tokio::spawn(run_stream_consumer(
+                    EmbeddedStream::new(db.clone(), names::DISPATCH),
+                    names::DISPATCH,
+                    dispatch,
+                    tuning.clone(),
+                    stop.clone(),
+                )),
+                tokio::spawn(run_queue_consumer(
+                    EmbeddedQueue::new(db.clone(), names::DELIVERY_QUEUE, visibility),
+                    names::DELIVERY_QUEUE,
+                    notify_delivery,
+                    tuning.clone(),
+                    stop.clone(),
+                )),
+                tokio::spawn(run_queue_consumer(
+                    EmbeddedQueue::new(db.clone(), names::FEEDBACK_QUEUE, visibility),
+                    names::FEEDBACK_QUEUE,
+                    feedback,
+                    tuning.clone(),
+                    stop.clone(),
+                )),
+            ],
+            Sources::Aws { resources, poll } => {
+                let kinesis = |name| {
+                    KinesisStream::open(
+                        &resources.clients,
+                        &resources.stream,
+                        name,
+                        resources.stream_failures_url.clone(),
+                        *poll,
+                    )
+                };
+                let sqs = |url: &String| {
+                    SqsQueueSource::new(&resources.clients, url.clone(), visibility, *poll)
+                };
+                vec![
+                    tokio::spawn(run_stream_consumer(
+                        kinesis(names::NOTIFY_BAKER).await?,
+                        names::NOTIFY_BAKER,
+                        notify_baker,
+                        tuning.clone(),
+                        stop.clone(),
+                    )),
+                    tokio::spawn(run_stream_consumer(
+                        kinesis(names::DISPATCH).await?,
+                        names::DISPATCH,
+                        dispatch,
+                        tuning.clone(),
+                        stop.clone(),
+                    )),
+                    tokio::spawn(run_queue_consumer(
+                        sqs(&resources.delivery_queue_url),
+                        names::DELIVERY_QUEUE,
+                        notify_delivery,
+                        tuning.clone(),
+                        stop.clone(),
+                    )),
+                    tokio::spawn(run_queue_consumer(
+                        sqs(&resources.feedback_queue_url),
+                        names::FEEDBACK_QUEUE,
+                        feedback,
+                        tuning.clone(),
+                        stop.clone(),
+                    )),
+                ]
+            }
+        })
     }
 }

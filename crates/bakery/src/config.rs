@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -144,8 +144,68 @@ pub struct ServeConfig {
     )]
     pub webhook_secret: Option<String>,
 
+    /// Which parts the functions run on.
+    #[arg(
+        long,
+        env = "BAKERY_BACKEND",
+        value_enum,
+        default_value_t = Backend::Embedded,
+        global = true
+    )]
+    pub backend: Backend,
+
+    #[command(flatten)]
+    pub aws: AwsConfig,
+
     #[command(flatten)]
     pub tuning: Tuning,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// One SQLite file and a mail outbox in the data directory.
+    Embedded,
+    /// DynamoDB, Kinesis, SQS and SES, at AWS or at any AWS endpoint (an
+    /// emulator). Credentials and region come from the usual AWS
+    /// environment variables and files.
+    Aws,
+}
+
+/// Where the AWS backend finds its resources.
+#[derive(Debug, Clone, Args)]
+pub struct AwsConfig {
+    /// Talk to this endpoint instead of AWS (e.g. an emulator on
+    /// loopback); `AWS_ENDPOINT_URL` works too.
+    #[arg(long, env = "BAKERY_AWS_ENDPOINT_URL", global = true)]
+    pub aws_endpoint_url: Option<String>,
+
+    /// Resource names start with this: `<prefix>-orders` (table and
+    /// stream), `<prefix>-delivery`, `<prefix>-feedback` and their
+    /// `-dlq`s, `<prefix>-stream-failures`.
+    #[arg(
+        long,
+        env = "BAKERY_AWS_PREFIX",
+        default_value = "bakery",
+        global = true
+    )]
+    pub aws_prefix: String,
+
+    /// Create missing resources (and verify the sender in SES) at start:
+    /// for an emulator or a scratch account. Deployed stacks get theirs
+    /// from the templates.
+    #[arg(long, env = "BAKERY_AWS_PROVISION", global = true)]
+    pub aws_provision: bool,
+
+    /// How often the stream and queue pollers look for new work, as
+    /// Lambda's pollers do.
+    #[arg(long, env = "BAKERY_AWS_POLL_MS", default_value_t = 200, global = true)]
+    pub aws_poll_ms: u64,
+}
+
+impl AwsConfig {
+    pub fn name(&self, what: &str) -> String {
+        format!("{}-{what}", self.aws_prefix)
+    }
 }
 
 /// How the local event source mappings and partner calls behave. The

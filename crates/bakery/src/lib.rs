@@ -11,11 +11,13 @@
 //! - [`secrets`]: the baker token and signing secrets kept in the data
 //!   directory.
 //! - [`app`]: builds every part from the configuration and serves.
+//! - [`aws`]: the AWS backend's resources, found by name or created.
 //! - [`mappings`]: the local Kinesis and SQS event source mappings: batches,
 //!   partial batch failures, retries with backoff, dead letters.
 //! - [`dlq`]: the operator's `bakery dlq list` and `bakery dlq redrive`.
 
 pub mod app;
+pub mod aws;
 pub mod config;
 pub mod dlq;
 pub mod mappings;

@@ -21,6 +21,7 @@
 //! acknowledged is lost, because only finished work is checkpointed or
 //! deleted.
 
+pub mod aws;
 pub mod embedded;
 
 use std::collections::HashMap;

@@ -1,0 +1,200 @@
+//! Kinesis and SQS, read through their real APIs, as event sources: what
+//! Lambda's pollers do, played by the local runner against AWS or an
+//! emulator.
+//!
+//! The stream position and failure counts live in memory: after a restart
+//! the consumer reads the stream from the oldest record kept again, which
+//! the steps' deduplication makes harmless. Queue retries and dead letters
+//! are SQS's own: a failed message's visibility is set to the backoff, and
+//! the queue's redrive policy moves it to its dead-letter queue.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_adapters::{Clients, KinesisReader, SqsReader};
+use aws_lambda_events::event::kinesis::KinesisEventRecord;
+use aws_lambda_events::event::sqs::SqsMessage;
+use domain::ports::StoreError;
+use tokio_util::sync::CancellationToken;
+
+use super::{QueueSource, StreamSource, pause};
+
+pub struct KinesisStream {
+    reader: KinesisReader,
+    consumer: &'static str,
+    shards: Vec<String>,
+    /// Which shard the next read takes, so every shard gets its turn.
+    next_shard: usize,
+    positions: HashMap<String, String>,
+    failures: HashMap<String, u32>,
+    sqs: aws_sdk_sqs::Client,
+    failures_url: String,
+    poll: Duration,
+}
+
+impl KinesisStream {
+    pub async fn open(
+        clients: &Clients,
+        stream: &str,
+        consumer: &'static str,
+        failures_url: String,
+        poll: Duration,
+    ) -> Result<KinesisStream, StoreError> {
+        let reader = KinesisReader::open(clients, stream).await?;
+        let shards = reader.shards().await?;
+        Ok(KinesisStream {
+            reader,
+            consumer,
+            shards,
+            next_shard: 0,
+            positions: HashMap::new(),
+            failures: HashMap::new(),
+            sqs: clients.sqs.clone(),
+            failures_url,
+            poll,
+        })
+    }
+}
+
+/// The shard of a record, from its `shardId:sequence` event id.
+fn shard_of(record: &KinesisEventRecord) -> Result<&str, StoreError> {
+    record
+        .event_id
+        .as_deref()
+        .and_then(|id| id.rsplit_once(':'))
+        .map(|(shard, _)| shard)
+        .ok_or_else(|| StoreError::Failed("record without a shard in its event id".into()))
+}
+
+#[async_trait]
+impl StreamSource for KinesisStream {
+    async fn read(&mut self, limit: usize) -> Result<Vec<KinesisEventRecord>, StoreError> {
+        for _ in 0..self.shards.len() {
+            let shard = self.shards[self.next_shard % self.shards.len()].clone();
+            self.next_shard = self.next_shard.wrapping_add(1);
+            let after = self.positions.get(&shard).cloned();
+            let records = self.reader.read(&shard, after, limit).await?;
+            if !records.is_empty() {
+                return Ok(records);
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    async fn checkpoint(&mut self, record: &KinesisEventRecord) -> Result<(), StoreError> {
+        let shard = shard_of(record)?.to_string();
+        self.positions
+            .insert(shard, record.kinesis.sequence_number.clone());
+        Ok(())
+    }
+
+    async fn record_failure(
+        &mut self,
+        record: &KinesisEventRecord,
+        _reason: &str,
+    ) -> Result<u32, StoreError> {
+        let count = self
+            .failures
+            .entry(record.kinesis.sequence_number.clone())
+            .or_insert(0);
+        *count += 1;
+        Ok(*count)
+    }
+
+    async fn dead_letter(
+        &mut self,
+        record: &KinesisEventRecord,
+        reason: &str,
+        attempts: u32,
+    ) -> Result<(), StoreError> {
+        // The shape of a Kinesis on-failure destination record: where the
+        // record is, not the record itself.
+        let sequence = &record.kinesis.sequence_number;
+        let body = serde_json::json!({
+            "requestContext": {
+                "condition": "RetryAttemptsExhausted",
+                "functionArn": self.consumer,
+                "approximateInvokeCount": attempts,
+            },
+            "responseContext": { "reason": reason },
+            "KinesisBatchInfo": {
+                "shardId": shard_of(record)?,
+                "startSequenceNumber": sequence,
+                "endSequenceNumber": sequence,
+                "streamArn": self.reader.stream_arn(),
+                "batchSize": 1,
+            },
+        });
+        self.sqs
+            .send_message()
+            .queue_url(&self.failures_url)
+            .message_body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("SendMessage stream-failures: {e}")))?;
+        self.failures.remove(sequence);
+        self.checkpoint(record).await
+    }
+
+    async fn wait_for_more(&mut self, stop: &CancellationToken) {
+        pause(stop, self.poll).await;
+    }
+}
+
+pub struct SqsQueueSource {
+    reader: SqsReader,
+    url: String,
+    visibility_secs: u32,
+    poll: Duration,
+}
+
+impl SqsQueueSource {
+    pub fn new(clients: &Clients, url: String, visibility: Duration, poll: Duration) -> Self {
+        SqsQueueSource {
+            reader: SqsReader::new(clients),
+            url,
+            visibility_secs: u32::try_from(visibility.as_secs()).unwrap_or(u32::MAX),
+            poll,
+        }
+    }
+}
+
+fn receipt_of(message: &SqsMessage) -> Result<&str, StoreError> {
+    message
+        .receipt_handle
+        .as_deref()
+        .ok_or_else(|| StoreError::Failed("message without a receipt handle".into()))
+}
+
+#[async_trait]
+impl QueueSource for SqsQueueSource {
+    async fn receive(&mut self, limit: usize) -> Result<Vec<SqsMessage>, StoreError> {
+        self.reader
+            .receive(&self.url, limit, 0, self.visibility_secs)
+            .await
+    }
+
+    async fn done(&self, message: &SqsMessage) -> Result<(), StoreError> {
+        self.reader.delete(&self.url, receipt_of(message)?).await
+    }
+
+    async fn failed(
+        &self,
+        message: &SqsMessage,
+        _reason: &str,
+        max_tries: u32,
+        retry_after: Duration,
+    ) -> Result<bool, StoreError> {
+        let seconds = u32::try_from(retry_after.as_secs_f64().ceil() as u64).unwrap_or(u32::MAX);
+        self.reader
+            .change_visibility(&self.url, receipt_of(message)?, seconds)
+            .await?;
+        // The redrive policy moves it on its next receive.
+        Ok(super::receive_count(message) >= max_tries)
+    }
+
+    async fn wait_for_more(&mut self, stop: &CancellationToken) {
+        pause(stop, self.poll).await;
+    }
+}

@@ -1,0 +1,188 @@
+//! The whole lifecycle with the runner on the AWS adapters, against an AWS
+//! API emulator (moto) started by the test: the runner's pollers read
+//! Kinesis and SQS as the event source mappings would, and the outcome is
+//! checked afterwards through the AWS APIs themselves.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_adapters::KinesisReader;
+use aws_adapters::emulator::{Moto, clients_for};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const CREDENTIALS: [(&str, &str); 4] = [
+    ("AWS_ACCESS_KEY_ID", "testing"),
+    ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ("AWS_REGION", "us-east-1"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+];
+
+#[tokio::test]
+async fn the_whole_flow_runs_on_the_aws_apis() {
+    let moto = Moto::start().await;
+    let delivery = Partner::start().await;
+    let care = Partner::start().await;
+    let prefix = format!("bakery-{}", uuid::Uuid::new_v4().simple());
+    let bakery = Bakery::start_with_env(
+        &[
+            "--backend",
+            "aws",
+            "--aws-endpoint-url",
+            &moto.endpoint,
+            "--aws-provision",
+            "--aws-prefix",
+            &prefix,
+            "--aws-poll-ms",
+            "50",
+            "--max-tries",
+            "3",
+            "--delivery-webhook-url",
+            &delivery.url,
+            "--customer-service-webhook-url",
+            &care.url,
+        ],
+        &CREDENTIALS,
+    )
+    .await;
+
+    let mut orders = Vec::new();
+    for name in ["Ada", "Grace", "Edsger"] {
+        let placed = bakery.order(name).await;
+        let id = placed["orderId"].as_str().unwrap().to_string();
+        let token = placed["customerToken"].as_str().unwrap().to_string();
+        orders.push((id, token));
+    }
+    for (id, _) in &orders {
+        wait_for(&bakery, id, "baker_notified").await;
+        let (status, body) = bakery
+            .post(
+                "/order/fulfilled",
+                Some(BAKER_TOKEN),
+                &json!({"orderId": id}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    for (id, token) in &orders {
+        wait_for(&bakery, id, "delivery_notified").await;
+        let review = json!({"orderId": id, "orderReview": "Crumbly perfection"});
+        let (status, body) = bakery.post("/order/delivered", Some(token), &review).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    for (id, _) in &orders {
+        wait_for(&bakery, id, "customer_service_notified").await;
+    }
+    assert_eq!(delivery.accepted_ids().len(), 3);
+    assert_eq!(care.accepted_ids().len(), 3);
+
+    // Checked through the AWS APIs, not through the bakery.
+    let clients = clients_for(&moto.endpoint, None).await;
+    for (id, _) in &orders {
+        let item = clients
+            .dynamodb
+            .get_item()
+            .table_name(format!("{prefix}-orders"))
+            .key("pk", AttributeValue::S(format!("order#{id}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+            .expect("the order is in the table");
+        assert_eq!(item["status"].as_s().unwrap(), "delivered");
+        let order: Value = serde_json::from_str(item["order"].as_s().unwrap()).unwrap();
+        assert_eq!(order["orderReview"], "Crumbly perfection");
+        assert_eq!(order["timeline"].as_array().unwrap().len(), 7);
+    }
+
+    let reader = KinesisReader::open(&clients, &format!("{prefix}-orders"))
+        .await
+        .unwrap();
+    let mut events: HashMap<String, Vec<String>> = HashMap::new();
+    for shard in reader.shards().await.unwrap() {
+        for record in reader.read(&shard, None, 1000).await.unwrap() {
+            let event: Value = serde_json::from_slice(&record.kinesis.data).unwrap();
+            assert_eq!(
+                record.kinesis.partition_key,
+                event["orderId"].as_str().unwrap()
+            );
+            events
+                .entry(record.kinesis.partition_key.clone())
+                .or_default()
+                .push(event["eventType"].as_str().unwrap().to_string());
+        }
+    }
+    for (id, _) in &orders {
+        assert_eq!(
+            events[id],
+            ["order_placed", "order_fulfilled"],
+            "order {id}"
+        );
+    }
+
+    for queue in [
+        "delivery",
+        "delivery-dlq",
+        "feedback",
+        "feedback-dlq",
+        "stream-failures",
+    ] {
+        let url = clients
+            .sqs
+            .get_queue_url()
+            .queue_name(format!("{prefix}-{queue}"))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let attributes = clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let attributes = attributes.attributes().unwrap();
+        for count in [
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        ] {
+            assert_eq!(attributes[&count], "0", "{queue} {count:?}");
+        }
+    }
+
+    let emails = moto.sent_emails().await;
+    for (id, _) in &orders {
+        let to_baker: Vec<&Value> = emails
+            .iter()
+            .filter(|m| m["subject"].as_str().unwrap_or("").contains(id.as_str()))
+            .collect();
+        assert_eq!(to_baker.len(), 1, "one baker email for {id}: {emails:?}");
+        assert_eq!(
+            to_baker[0]["destinations"]["ToAddresses"][0],
+            "baker@bakery.local"
+        );
+    }
+}
+
+async fn wait_for(bakery: &Bakery, id: &str, step: &str) {
+    eventually(
+        &format!("{step} of {id}"),
+        Duration::from_secs(60),
+        || async {
+            let order = bakery.order_status(id).await;
+            order["timeline"]
+                .as_array()?
+                .iter()
+                .any(|s| s["step"] == step)
+                .then_some(())
+        },
+    )
+    .await;
+}
