@@ -24,6 +24,8 @@
 //! - [`ses`]: [`SesMailer`], the `Mailer` over SESv2.
 //! - [`readers`]: [`KinesisReader`] and [`SqsReader`], which read records and
 //!   messages in exactly the shape Lambda hands them to functions.
+//! - [`partner`]: a partner function's webhook or SES email, from the
+//!   environment.
 //! - [`provision`]: creating the table, stream and queues on an emulator or
 //!   in tests (in AWS the SAM/serverless templates own them).
 //! - `emulator` (feature `emulator`): a moto server for tests.
@@ -36,6 +38,7 @@ pub mod emulator;
 pub mod env;
 mod error;
 pub mod logging;
+pub mod partner;
 pub mod provision;
 pub mod readers;
 pub mod ses;

@@ -5,46 +5,20 @@
 
 use std::sync::Arc;
 
-use aws_adapters::{Clients, DynamoStore, SesMailer, env};
+use aws_adapters::partner::PartnerConfig;
+use aws_adapters::{Clients, DynamoStore, env};
 use aws_lambda_events::event::sqs::SqsEvent;
-use domain::ports::PartnerNotifier;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use outbound::{EmailPartner, RetryPolicy, WebhookNotifier};
-
-/// How the partner is reached, decided from the environment before any
-/// client is built.
-enum Partner {
-    Webhook(WebhookNotifier),
-    Email { to: String, from: String },
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     aws_adapters::logging::init();
     let table = env::required("ORDERS_TABLE")?;
-    let partner = match env::optional("CUSTOMER_SERVICE_WEBHOOK_URL") {
-        Some(url) => {
-            let url = url
-                .parse()
-                .map_err(|e| format!("CUSTOMER_SERVICE_WEBHOOK_URL: {e}"))?;
-            let secret = env::required("WEBHOOK_SECRET")?;
-            Partner::Webhook(WebhookNotifier::new(url, &secret, within_function_timeout())?)
-        }
-        None => Partner::Email {
-            to: env::required("CUSTOMER_SERVICE_EMAIL")
-                .map_err(|_| "set CUSTOMER_SERVICE_WEBHOOK_URL or CUSTOMER_SERVICE_EMAIL")?,
-            from: env::required("MAIL_FROM")?,
-        },
-    };
+    let partner =
+        PartnerConfig::from_env("CUSTOMER_SERVICE_WEBHOOK_URL", "CUSTOMER_SERVICE_EMAIL")?;
 
     let clients = Clients::from_env().await;
-    let customer_service: Arc<dyn PartnerNotifier> = match partner {
-        Partner::Webhook(webhook) => Arc::new(webhook),
-        Partner::Email { to, from } => Arc::new(EmailPartner::new(
-            Arc::new(SesMailer::new(&clients, from)),
-            to,
-        )),
-    };
+    let customer_service = partner.build(&clients);
     let deps = feedback::Deps {
         store: Arc::new(DynamoStore::without_stream(&clients, table)),
         customer_service,
@@ -54,14 +28,4 @@ async fn main() -> Result<(), Error> {
         Ok::<_, Error>(feedback::handle(deps, event.payload).await.sqs_response())
     }))
     .await
-}
-
-/// Partner retries that fit the function's 30 s timeout: at most three
-/// tries of 5 s plus backoff. Longer outages are the queue's to retry.
-fn within_function_timeout() -> RetryPolicy {
-    RetryPolicy {
-        attempts: 3,
-        timeout: std::time::Duration::from_secs(5),
-        ..RetryPolicy::default()
-    }
 }
