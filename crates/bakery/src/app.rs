@@ -125,6 +125,23 @@ impl Bakery {
         )?;
 
         let baker_token = TokenHash::of(&secrets.baker_token);
+        // The web pages. The cake maker's and operator's reads exist only
+        // over the embedded database so far.
+        let pages = match &sources {
+            Sources::Embedded(db) => web::router(web::WebDeps {
+                order_api: order::router(order::Deps {
+                    store: store.clone(),
+                    catalog: catalog.clone(),
+                    customer_tokens: CustomerTokens::new(secrets.customer_token_secret.clone()),
+                    baker_token,
+                }),
+                queries: Arc::new(db.clone()),
+                operations: Arc::new(db.clone()),
+                catalog: catalog.clone(),
+                baker_token,
+            }),
+            Sources::Aws { .. } => Router::new(),
+        };
         let router = api_router(
             order::Deps {
                 store: store.clone(),
@@ -140,6 +157,7 @@ impl Bakery {
                 store: store.clone(),
                 feedback_queue,
             },
+            pages,
             Duration::from_millis(tuning.request_timeout_ms),
         );
         let consumers = Consumers {
@@ -255,12 +273,14 @@ fn api_router(
     order: order::Deps,
     fulfilled: fulfilled::Deps,
     delivered: delivered::Deps,
+    pages: Router,
     request_timeout: Duration,
 ) -> Router {
     Router::new()
         .merge(order::router(order))
         .merge(fulfilled::router(fulfilled))
         .merge(delivered::router(delivered))
+        .merge(pages)
         .fallback(|| async { not_found() })
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,

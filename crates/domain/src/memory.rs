@@ -208,3 +208,55 @@ pub fn placed_order() -> Order {
 pub fn token_of(order: &Order) -> String {
     format!("token-{}", order.order_id)
 }
+
+#[async_trait]
+impl OrderQueries for MemoryStore {
+    async fn orders_with_status(
+        &self,
+        status: crate::order::Status,
+        limit: usize,
+    ) -> Result<Vec<Order>, StoreError> {
+        self.check()?;
+        let mut orders: Vec<Order> = lock(&self.orders)
+            .values()
+            .filter(|o| o.status == status)
+            .cloned()
+            .collect();
+        orders.sort_by_key(|o| (o.at(Step::Placed), o.order_id));
+        orders.truncate(limit);
+        Ok(orders)
+    }
+}
+
+/// The operator's view, set up by the test; redrive removes a dead letter.
+#[derive(Default)]
+pub struct MemoryOperations {
+    pub status: Mutex<OperationsStatus>,
+    /// Ids redriven so far, in order.
+    pub redriven: Mutex<Vec<String>>,
+    pub failure: Mutex<Option<StoreError>>,
+}
+
+#[async_trait]
+impl Operations for MemoryOperations {
+    async fn status(&self) -> Result<OperationsStatus, StoreError> {
+        if let Some(error) = lock(&self.failure).clone() {
+            return Err(error);
+        }
+        Ok(lock(&self.status).clone())
+    }
+
+    async fn redrive(&self, id: String) -> Result<bool, StoreError> {
+        if let Some(error) = lock(&self.failure).clone() {
+            return Err(error);
+        }
+        let mut status = lock(&self.status);
+        let before = status.dead_letters.len();
+        status.dead_letters.retain(|letter| letter.id != id);
+        let found = status.dead_letters.len() < before;
+        if found {
+            lock(&self.redriven).push(id);
+        }
+        Ok(found)
+    }
+}

@@ -162,3 +162,98 @@ pub trait PartnerNotifier: Send + Sync + 'static {
     /// across retries.
     async fn notify(&self, message: &PartnerMessage) -> Result<(), NotifyError>;
 }
+
+/// Reads of orders by status, for the cake maker's page.
+#[async_trait]
+pub trait OrderQueries: Send + Sync + 'static {
+    /// Orders with `status`, oldest first, at most `limit`.
+    async fn orders_with_status(
+        &self,
+        status: crate::order::Status,
+        limit: usize,
+    ) -> Result<Vec<Order>, StoreError>;
+}
+
+/// How far one stream consumer is behind.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerLag {
+    /// The consumer, e.g. `notify-baker`, `dispatch`.
+    pub name: String,
+    /// Records it has yet to finish.
+    pub lag: u64,
+}
+
+/// How many messages one queue holds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueDepth {
+    /// The queue, e.g. `delivery`, `feedback`.
+    pub name: String,
+    /// Ready to be received.
+    pub visible: u64,
+    /// Received and not finished, or waiting out a retry delay.
+    pub in_flight: u64,
+}
+
+/// Work that failed for good, as the operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetterView {
+    /// What [`Operations::redrive`] takes.
+    pub id: String,
+    /// The consumer (stream records) or the queue (queue messages).
+    pub source: String,
+    pub reason: String,
+    pub attempts: u32,
+    pub failed_at: DateTime<Utc>,
+    /// The event id or message id.
+    pub message_id: String,
+    /// The order it is about, when the adapter can tell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+}
+
+/// One failure worth an operator's eye: a dead letter, or work that failed
+/// and is being retried.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecentError {
+    pub source: String,
+    pub reason: String,
+    /// When it failed, when the adapter knows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
+    /// `true` for a dead letter, `false` for work still being retried.
+    pub dead: bool,
+}
+
+/// The state of the pipeline at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationsStatus {
+    pub consumers: Vec<ConsumerLag>,
+    pub queues: Vec<QueueDepth>,
+    /// Oldest first.
+    pub dead_letters: Vec<DeadLetterView>,
+    /// Newest first, at most [`OperationsStatus::RECENT_ERRORS`].
+    pub recent_errors: Vec<RecentError>,
+}
+
+impl OperationsStatus {
+    /// How many recent errors an adapter reports at most.
+    pub const RECENT_ERRORS: usize = 50;
+}
+
+/// What the operator's page needs: the pipeline's health and the dead
+/// letters' redrive.
+#[async_trait]
+pub trait Operations: Send + Sync + 'static {
+    /// Lag of every stream consumer, depth of every queue, every dead
+    /// letter and the latest failures.
+    async fn status(&self) -> Result<OperationsStatus, StoreError>;
+
+    /// Puts dead letter `id` back where it came from. `Ok(false)` if there
+    /// is no such dead letter (an unknown or malformed id included).
+    async fn redrive(&self, id: String) -> Result<bool, StoreError>;
+}

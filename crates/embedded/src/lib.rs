@@ -41,6 +41,7 @@
 mod dead_letters;
 mod error;
 mod mail;
+mod operations;
 mod owner;
 mod queues;
 mod readers;

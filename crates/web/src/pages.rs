@@ -1,0 +1,375 @@
+//! The HTML pages, and the shop's order form posted without script.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::body::Body;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, Request, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use bytes::Bytes;
+use domain::validation::limits;
+use domain::{OrderId, Step};
+use lambda_kit::http::ApiError;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use tower::ServiceExt;
+
+use crate::AppState;
+use crate::money::format_money;
+
+/// Sent with every page: nothing but this origin may supply scripts,
+/// styles, images or be fetched, and no other site may frame the pages.
+/// `no-store`, because the confirmation carries the customer's token.
+fn page_headers() -> [(header::HeaderName, HeaderValue); 4] {
+    [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                 connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+            ),
+        ),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    ]
+}
+
+fn render(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(body) => (status, page_headers(), Html(body)).into_response(),
+        Err(error) => {
+            ApiError::Internal(format!("rendering a page failed: {error}")).into_response()
+        }
+    }
+}
+
+/// The timeline's steps as people read them, in flow order.
+pub(crate) const STEPS: [(Step, &str); 7] = [
+    (Step::Placed, "Order placed"),
+    (Step::BakerNotified, "Cake maker told"),
+    (Step::Fulfilled, "Baked and packed"),
+    (Step::OutForDelivery, "Out for delivery"),
+    (Step::DeliveryNotified, "Delivery company notified"),
+    (Step::Delivered, "Delivered"),
+    (
+        Step::CustomerServiceNotified,
+        "Review passed to customer service",
+    ),
+];
+
+// ---------------------------------------------------------------- shop
+
+pub(crate) struct ProductView {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub price: String,
+}
+
+/// What the customer typed, to fill the form again after an error.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ShopForm {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub address: String,
+    #[serde(default, rename = "productId")]
+    pub product_id: String,
+    #[serde(default)]
+    pub quantity: String,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default, rename = "idempotencyKey")]
+    pub idempotency_key: String,
+}
+
+/// One problem with one field, from the API's problem+json `errors`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ShownError {
+    #[serde(default)]
+    pub field: String,
+    pub message: String,
+}
+
+/// A placed order, for the confirmation shown without script.
+pub(crate) struct PlacedView {
+    pub order_id: String,
+    pub product_name: String,
+    pub quantity: u64,
+    pub total: String,
+    pub tracking_link: String,
+}
+
+#[derive(Template)]
+#[template(path = "shop.html")]
+pub(crate) struct ShopPage {
+    pub v: Arc<str>,
+    pub currency: String,
+    pub products: Vec<ProductView>,
+    pub form: ShopForm,
+    pub errors: Vec<ShownError>,
+    /// A problem not about one field (busy, a reused key, ...).
+    pub problem: Option<String>,
+    pub placed: Option<PlacedView>,
+}
+
+impl ShopPage {
+    fn new(state: &AppState, form: ShopForm) -> ShopPage {
+        let catalog = &state.deps.catalog;
+        ShopPage {
+            v: state.asset_version.clone(),
+            currency: catalog.currency.clone(),
+            products: catalog
+                .products
+                .iter()
+                .map(|p| ProductView {
+                    id: p.id.clone(),
+                    name: p.name.clone(),
+                    description: p.description.clone(),
+                    price: format_money(u64::from(p.price_cents), &catalog.currency),
+                })
+                .collect(),
+            form,
+            errors: Vec::new(),
+            problem: None,
+            placed: None,
+        }
+    }
+
+    /// The message for `field`, if it has one.
+    pub fn error(&self, field: &str) -> Option<&str> {
+        self.errors
+            .iter()
+            .find(|e| e.field == field)
+            .map(|e| e.message.as_str())
+    }
+
+    /// Problems not about one of the form's fields.
+    pub fn other_errors(&self) -> Vec<&str> {
+        const FIELDS: [&str; 5] = ["name", "address", "productId", "quantity", "email"];
+        self.errors
+            .iter()
+            .filter(|e| !FIELDS.contains(&e.field.as_str()))
+            .map(|e| e.message.as_str())
+            .collect()
+    }
+}
+
+/// A fresh key per form load: posting the same form twice (a double click,
+/// a reload of the confirmation) places one order.
+fn new_idempotency_key() -> String {
+    format!("shop-{}", uuid::Uuid::new_v4())
+}
+
+pub(crate) async fn shop(State(state): State<AppState>) -> Response {
+    let form = ShopForm {
+        quantity: "1".into(),
+        product_id: state
+            .deps
+            .catalog
+            .products
+            .first()
+            .map(|p| p.id.clone())
+            .unwrap_or_default(),
+        idempotency_key: new_idempotency_key(),
+        ..ShopForm::default()
+    };
+    render(StatusCode::OK, &ShopPage::new(&state, form))
+}
+
+/// The form's fields as the JSON body `POST /order` takes: a quantity
+/// that is a whole number goes as a number, anything else as typed (so
+/// validation names the problem); an empty email is left out.
+fn order_body(form: &ShopForm) -> Value {
+    let mut body = Map::new();
+    body.insert("name".into(), Value::String(form.name.clone()));
+    body.insert("address".into(), Value::String(form.address.clone()));
+    body.insert("productId".into(), Value::String(form.product_id.clone()));
+    let quantity = form.quantity.trim();
+    body.insert(
+        "quantity".into(),
+        match quantity.parse::<u64>() {
+            Ok(number) => Value::from(number),
+            Err(_) if quantity.is_empty() => Value::Null,
+            Err(_) => Value::String(quantity.to_string()),
+        },
+    );
+    if !form.email.trim().is_empty() {
+        body.insert("email".into(), Value::String(form.email.clone()));
+    }
+    Value::Object(body)
+}
+
+/// The shop's form posted without script: the order goes through the
+/// `order` function's own handler, and the answer becomes a page (the
+/// confirmation, or the form again with every error beside its field).
+/// No redirect: the confirmation holds the customer's token, which must
+/// not end up in a URL; a reload posts again with the same key and shows
+/// the same order.
+pub(crate) async fn shop_order(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return ApiError::TooLarge.into_response();
+        }
+        Err(rejection) => return ApiError::MalformedJson(rejection.body_text()).into_response(),
+    };
+    let mut form: ShopForm = match serde_urlencoded::from_bytes(&body) {
+        Ok(form) => form,
+        Err(error) => return ApiError::MalformedJson(format!("bad form: {error}")).into_response(),
+    };
+    if domain::validation::idempotency_key(&form.idempotency_key).is_err() {
+        form.idempotency_key = new_idempotency_key();
+    }
+    let json = serde_json::to_vec(&order_body(&form)).unwrap_or_default();
+    let request = Request::post("/order")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("idempotency-key", form.idempotency_key.as_str())
+        .body(Body::from(json));
+    let request = match request {
+        Ok(request) => request,
+        Err(error) => return ApiError::Internal(error.to_string()).into_response(),
+    };
+    let response = match state.deps.order_api.clone().oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    let status = response.status();
+    let answer: Value = match axum::body::to_bytes(response.into_body(), limits::BODY_BYTES * 4)
+        .await
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+    {
+        Some(answer) => answer,
+        None => return ApiError::Internal("unreadable order answer".into()).into_response(),
+    };
+
+    let mut page = ShopPage::new(&state, form);
+    if status == StatusCode::CREATED {
+        let text = |key: &str| answer[key].as_str().unwrap_or_default().to_string();
+        let order_id = text("orderId");
+        page.placed = Some(PlacedView {
+            tracking_link: format!("/track/{order_id}#token={}", text("customerToken")),
+            order_id,
+            product_name: text("productName"),
+            quantity: answer["quantity"].as_u64().unwrap_or_default(),
+            total: format_money(
+                answer["totalCents"].as_u64().unwrap_or_default(),
+                answer["currency"].as_str().unwrap_or_default(),
+            ),
+        });
+        return render(StatusCode::OK, &page);
+    }
+    page.errors = serde_json::from_value(answer["errors"].clone()).unwrap_or_default();
+    if page.errors.is_empty() {
+        page.problem = Some(
+            answer["detail"]
+                .as_str()
+                .unwrap_or("the order could not be placed; please try again")
+                .to_string(),
+        );
+    }
+    let reused = answer["type"]
+        .as_str()
+        .is_some_and(|kind| kind.ends_with("/idempotency-key-reused"));
+    if reused {
+        // A reused key means this form was already used for another order:
+        // a new key lets the customer send this one.
+        page.form.idempotency_key = new_idempotency_key();
+    }
+    render(status, &page)
+}
+
+// ---------------------------------------------------------------- tracking
+
+pub(crate) struct StepView {
+    pub key: &'static str,
+    pub label: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "track.html")]
+pub(crate) struct TrackPage {
+    pub v: Arc<str>,
+    pub order_id: String,
+    pub steps: Vec<StepView>,
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+pub(crate) struct MessagePage {
+    pub v: Arc<str>,
+    pub title: &'static str,
+    pub message: &'static str,
+}
+
+/// The tracking page. It shows nothing about the order by itself: the
+/// script reads the token from the link's fragment and asks the API, so
+/// this answer is the same for any well-formed id and tells a stranger
+/// nothing.
+pub(crate) async fn track(State(state): State<AppState>, Path(order_id): Path<String>) -> Response {
+    let Some(order_id) = OrderId::parse(&order_id) else {
+        let page = MessagePage {
+            v: state.asset_version.clone(),
+            title: "Order not found",
+            message: "This tracking link is not complete. Please use the whole link you got when you ordered.",
+        };
+        return render(StatusCode::NOT_FOUND, &page);
+    };
+    let page = TrackPage {
+        v: state.asset_version.clone(),
+        order_id: order_id.to_string(),
+        steps: STEPS
+            .iter()
+            .map(|(step, label)| StepView {
+                key: step.as_str(),
+                label,
+            })
+            .collect(),
+    };
+    render(StatusCode::OK, &page)
+}
+
+// ---------------------------------------------------------------- staff
+
+#[derive(Template)]
+#[template(path = "baker.html")]
+pub(crate) struct BakerPage {
+    pub v: Arc<str>,
+}
+
+#[derive(Template)]
+#[template(path = "operator.html")]
+pub(crate) struct OperatorPage {
+    pub v: Arc<str>,
+}
+
+pub(crate) async fn baker(State(state): State<AppState>) -> Response {
+    render(
+        StatusCode::OK,
+        &BakerPage {
+            v: state.asset_version.clone(),
+        },
+    )
+}
+
+pub(crate) async fn operator(State(state): State<AppState>) -> Response {
+    render(
+        StatusCode::OK,
+        &OperatorPage {
+            v: state.asset_version.clone(),
+        },
+    )
+}

@@ -1,0 +1,486 @@
+// The bakery's one script. Each page says which it is in <body data-page>.
+// Everything shown is set with textContent, never parsed as HTML.
+"use strict";
+
+(function () {
+  const $ = (selector) => document.querySelector(selector);
+
+  /** An element with attributes and children (strings become text). */
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (key === "class") node.className = value;
+      else if (key === "text") node.textContent = value;
+      else node.setAttribute(key, value);
+    }
+    for (const child of children) {
+      if (child !== null && child !== undefined) {
+        node.append(typeof child === "string" ? document.createTextNode(child) : child);
+      }
+    }
+    return node;
+  }
+
+  /** Calls the JSON API; answers {status, ok, data} (data: parsed body or null). */
+  async function api(method, url, options) {
+    const { token, body, headers } = options || {};
+    const sent = Object.assign({ Accept: "application/json" }, headers);
+    if (token) sent.Authorization = "Bearer " + token;
+    if (body !== undefined) sent["Content-Type"] = "application/json";
+    const response = await fetch(url, {
+      method,
+      headers: sent,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: "no-store",
+      credentials: "omit",
+    });
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (_) {
+      data = null;
+    }
+    return { status: response.status, ok: response.ok, data };
+  }
+
+  function money(minor, currency) {
+    try {
+      const format = new Intl.NumberFormat("en", { style: "currency", currency });
+      const digits = format.resolvedOptions().maximumFractionDigits;
+      return format.format(minor / Math.pow(10, digits));
+    } catch (_) {
+      return (minor / 100).toFixed(2) + " " + currency;
+    }
+  }
+
+  function when(iso) {
+    const date = new Date(iso);
+    return date.toLocaleString([], { dateStyle: "medium", timeStyle: "medium" });
+  }
+
+  function clock(iso) {
+    return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  function randomKey() {
+    const bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    return "shop-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  /** The last 8 characters of an order id: the random part, easy to read out. */
+  function shortId(orderId) {
+    return "…" + String(orderId).slice(-8);
+  }
+
+  /**
+   * Shows a problem+json answer: each `errors` entry beside its field (by
+   * the field's JSON name, which is also the input's id), the rest in the
+   * form's problem box. Focuses the first field in error.
+   */
+  function showProblem(fields, problemBox, problem, fallback) {
+    const others = [];
+    let first = null;
+    for (const field of fields) {
+      const input = document.getElementById(field);
+      const error = document.getElementById(field + "-error");
+      if (input) input.removeAttribute("aria-invalid");
+      if (error) error.textContent = "";
+    }
+    const errors = problem && Array.isArray(problem.errors) ? problem.errors : [];
+    for (const item of errors) {
+      const input = document.getElementById(item.field);
+      const error = document.getElementById(item.field + "-error");
+      if (fields.includes(item.field) && input && error) {
+        error.textContent = (error.dataset.label || item.field) + " " + item.message + ".";
+        input.setAttribute("aria-invalid", "true");
+        first = first || input;
+      } else {
+        others.push(item.message);
+      }
+    }
+    if (!errors.length && problem) others.push(problem.detail || problem.title || fallback);
+    if (!problem && fallback) others.push(fallback);
+    problemBox.textContent = others.join(" ");
+    if (first) first.focus();
+  }
+
+  // ------------------------------------------------------------ shop
+
+  function shop() {
+    const form = $("#order-form");
+    if (!form) return; // the confirmation page of a post without script
+    const fields = ["name", "address", "productId", "quantity", "email"];
+    const problemBox = $("#form-problem");
+    const keyInput = form.querySelector('input[name="idempotencyKey"]');
+    const button = $("#place-order");
+    const confirmation = $("#confirmation");
+
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const quantity = $("#quantity").value.trim();
+      const body = {
+        name: $("#name").value,
+        address: $("#address").value,
+        productId: $("#productId").value,
+        quantity: /^\d+$/.test(quantity) ? Number(quantity) : quantity === "" ? null : quantity,
+      };
+      const email = $("#email").value.trim();
+      if (email) body.email = email;
+
+      button.disabled = true;
+      button.textContent = "Placing your order…";
+      try {
+        const answer = await api("POST", "/order", {
+          body,
+          headers: { "Idempotency-Key": keyInput.value },
+        });
+        if (answer.status === 201 && answer.data) {
+          showProblem(fields, problemBox, null, "");
+          confirm(answer.data);
+        } else {
+          const type = (answer.data && answer.data.type) || "";
+          if (type.endsWith("/idempotency-key-reused")) keyInput.value = randomKey();
+          showProblem(fields, problemBox, answer.data, "The order could not be placed; please try again.");
+        }
+      } catch (_) {
+        problemBox.textContent = "We could not reach the bakery. Check your connection and try again.";
+      } finally {
+        button.disabled = false;
+        button.textContent = "Place order";
+      }
+    });
+
+    function confirm(order) {
+      $("#confirmation-summary").textContent =
+        order.quantity + " × " + order.productName + ", " + money(order.totalCents, order.currency);
+      $("#confirmation-order").textContent = order.orderId;
+      $("#tracking-link").href =
+        "/track/" + encodeURIComponent(order.orderId) + "#token=" + encodeURIComponent(order.customerToken);
+      form.hidden = true;
+      $("#order-heading").hidden = true;
+      confirmation.hidden = false;
+      confirmation.focus();
+    }
+
+    $("#order-another").addEventListener("click", (event) => {
+      event.preventDefault();
+      form.reset();
+      keyInput.value = randomKey();
+      confirmation.hidden = true;
+      $("#order-heading").hidden = false;
+      form.hidden = false;
+      $("#name").focus();
+    });
+  }
+
+  // ------------------------------------------------------------ tracking
+
+  const STATUS_TEXT = {
+    placed: "Placed. Your cake is waiting for the oven.",
+    fulfilled: "Baked! It is being handed to the delivery company.",
+    out_for_delivery: "Out for delivery. Your cake is on its way.",
+    delivered: "Delivered. Enjoy your cake!",
+  };
+
+  function track() {
+    const root = $(".track");
+    const orderId = root.dataset.orderId;
+    const status = $("#track-status");
+    const storageKey = "bakery.track." + orderId;
+    const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
+    if (fromLink) sessionStorage.setItem(storageKey, fromLink);
+    const token = fromLink || sessionStorage.getItem(storageKey);
+    if (!token) {
+      status.textContent = "This link is missing its private part (after #token=). Please use the whole link you got when you ordered.";
+      return;
+    }
+    let finished = false;
+    let shownStatus = "";
+
+    function render(order) {
+      if (order.status !== shownStatus) {
+        shownStatus = order.status;
+        status.textContent = STATUS_TEXT[order.status] || order.status;
+      }
+      $("#track-summary").textContent =
+        order.quantity + " × " + order.productName + ", " + money(order.totalCents, order.currency) + ", for " + order.name;
+      const reached = new Map(order.timeline.map((s) => [s.step, s.at]));
+      let last = null;
+      for (const item of document.querySelectorAll(".timeline .step")) {
+        const step = item.id.replace(/^step-/, "");
+        const at = reached.get(step);
+        const time = item.querySelector(".when");
+        item.classList.toggle("done", Boolean(at));
+        item.classList.toggle("pending", !at);
+        item.classList.remove("current");
+        item.querySelector(".state").textContent = at ? "done" : "not yet";
+        if (at) {
+          time.dateTime = at;
+          time.textContent = when(at);
+          last = item;
+        } else {
+          time.removeAttribute("datetime");
+          time.textContent = "";
+        }
+      }
+      if (last) last.classList.add("current");
+      $("#receive").hidden = order.status !== "out_for_delivery";
+      const review = $("#review-shown");
+      if (order.status === "delivered" && order.orderReview) {
+        review.textContent = "Your review: " + order.orderReview;
+        review.hidden = false;
+      }
+      finished = order.status === "delivered" && reached.has("customer_service_notified");
+    }
+
+    async function poll() {
+      try {
+        const answer = await api("GET", "/order/" + encodeURIComponent(orderId), { token });
+        if (answer.ok && answer.data) {
+          render(answer.data);
+        } else if ([401, 403, 404].includes(answer.status)) {
+          status.textContent = "We could not find this order with this link. Please use the whole link you got when you ordered.";
+          return;
+        }
+      } catch (_) {
+        // Offline for a moment: keep the last state and try again.
+      }
+      if (!finished) setTimeout(poll, 1500);
+    }
+    poll();
+
+    const form = $("#receive-form");
+    const button = $("#received");
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const body = { orderId };
+      const review = $("#orderReview").value.trim();
+      if (review) body.orderReview = review;
+      button.disabled = true;
+      try {
+        const answer = await api("POST", "/order/delivered", { token, body });
+        if (answer.ok && answer.data) {
+          showProblem(["orderReview"], $("#receive-problem"), null, "");
+          render(answer.data);
+          if (finished) return;
+        } else {
+          showProblem(["orderReview"], $("#receive-problem"), answer.data, "That did not work; please try again.");
+        }
+      } catch (_) {
+        $("#receive-problem").textContent = "We could not reach the bakery. Please try again.";
+      } finally {
+        button.disabled = false;
+      }
+    });
+  }
+
+  // ------------------------------------------------------------ staff pages
+
+  const TOKEN_KEY = "bakery.bakerToken";
+
+  /**
+   * Sign-in shared by the cake maker's and the operator's pages: the token
+   * is kept in sessionStorage (this tab only) and `load(token)` runs every
+   * `every` ms; it answers "auth" when the token was refused.
+   */
+  function staff(load, every) {
+    const login = $("#login");
+    const work = $("#work");
+    let timer = null;
+
+    function showLogin(message) {
+      clearTimeout(timer);
+      work.hidden = true;
+      login.hidden = false;
+      $("#token-error").textContent = message || "";
+      $("#token").focus();
+    }
+
+    async function refresh() {
+      clearTimeout(timer);
+      const token = sessionStorage.getItem(TOKEN_KEY);
+      if (!token) return showLogin();
+      let outcome;
+      try {
+        outcome = await load(token);
+      } catch (_) {
+        $("#updated").textContent = "Cannot reach the bakery; trying again…";
+        timer = setTimeout(refresh, every);
+        return;
+      }
+      if (outcome === "auth") {
+        sessionStorage.removeItem(TOKEN_KEY);
+        return showLogin("That token was not accepted. Please check it and try again.");
+      }
+      login.hidden = true;
+      work.hidden = false;
+      $("#updated").textContent = "Updated " + new Date().toLocaleTimeString();
+      timer = setTimeout(refresh, every);
+    }
+
+    $("#login-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const token = $("#token").value.trim();
+      if (!token) {
+        $("#token-error").textContent = "Please enter the baker token.";
+        return;
+      }
+      sessionStorage.setItem(TOKEN_KEY, token);
+      $("#token").value = "";
+      $("#token-error").textContent = "";
+      refresh();
+    });
+    $("#logout").addEventListener("click", () => {
+      sessionStorage.removeItem(TOKEN_KEY);
+      $("#work-status").textContent = "";
+      showLogin();
+    });
+    if (sessionStorage.getItem(TOKEN_KEY)) refresh();
+    else login.hidden = false;
+    return refresh;
+  }
+
+  /** Replaces a list's children only when the data changed, so focus and
+   *  reading position survive the refreshes. */
+  function changed(node, data) {
+    const text = JSON.stringify(data);
+    if (node.dataset.shown === text) return false;
+    node.dataset.shown = text;
+    return true;
+  }
+
+  function baker() {
+    const status = $("#work-status");
+    const refresh = staff(async (token) => {
+      const answer = await api("GET", "/baker/orders", { token });
+      if (answer.status === 401 || answer.status === 403) return "auth";
+      if (!answer.ok || !answer.data) throw new Error("unavailable");
+      const { waiting, totals, more } = answer.data;
+
+      const totalsList = $("#totals");
+      if (changed(totalsList, totals)) {
+        totalsList.replaceChildren(
+          ...(totals.length
+            ? totals.map((t) =>
+                el("li", {}, el("span", { text: t.productName }),
+                  el("span", { class: "count", text: String(t.quantity) })))
+            : [el("li", { class: "empty", text: "Nothing to bake." })]));
+      }
+      const list = $("#orders");
+      if (changed(list, { waiting, more })) {
+        const items = waiting.map((order) => {
+          const what = order.quantity + " × " + order.productName;
+          const button = el("button", {
+            type: "button",
+            class: "small",
+            "aria-label": "Mark fulfilled: " + what + " for " + order.name,
+          }, "Mark fulfilled");
+          button.addEventListener("click", () => fulfil(order, what, button));
+          return el("li", {},
+            el("div", {},
+              el("div", { class: "what" }, el("strong", { text: what }), " for " + order.name),
+              el("div", { class: "meta" },
+                (order.placedAt ? "placed " + clock(order.placedAt) + " · " : "") + "order " + shortId(order.orderId))),
+            button);
+        });
+        if (!items.length) items.push(el("li", { class: "empty", text: "No orders waiting. Time for a coffee." }));
+        if (more) items.push(el("li", { class: "empty", text: "More orders are waiting; they appear as these are done." }));
+        list.replaceChildren(...items);
+      }
+      return "ok";
+    }, 3000);
+
+    async function fulfil(order, what, button) {
+      button.disabled = true;
+      const token = sessionStorage.getItem(TOKEN_KEY);
+      try {
+        const answer = await api("POST", "/order/fulfilled", { token, body: { orderId: order.orderId } });
+        if (answer.ok) {
+          status.textContent = "Marked fulfilled: " + what + " for " + order.name + ".";
+        } else {
+          status.textContent = "Could not mark " + what + " fulfilled: " + ((answer.data && answer.data.detail) || answer.status);
+          button.disabled = false;
+        }
+      } catch (_) {
+        status.textContent = "Could not reach the bakery; please try again.";
+        button.disabled = false;
+      }
+      refresh();
+    }
+  }
+
+  function operator() {
+    const status = $("#work-status");
+    const refresh = staff(async (token) => {
+      const answer = await api("GET", "/operator/status", { token });
+      if (answer.status === 401 || answer.status === 403) return "auth";
+      if (!answer.ok || !answer.data) throw new Error("unavailable");
+      const data = answer.data;
+
+      const consumers = $("#consumers");
+      if (changed(consumers, data.consumers)) {
+        consumers.replaceChildren(...data.consumers.map((c) =>
+          el("tr", {}, el("td", { text: c.name }),
+            el("td", { class: "num" + (c.lag > 0 ? " warn" : ""), text: String(c.lag) }))));
+      }
+      const queues = $("#queues");
+      if (changed(queues, data.queues)) {
+        queues.replaceChildren(...data.queues.map((q) =>
+          el("tr", {}, el("td", { text: q.name }),
+            el("td", { class: "num", text: String(q.visible) }),
+            el("td", { class: "num", text: String(q.inFlight) }))));
+      }
+      const letters = $("#dead-letters");
+      $("#dead-table").hidden = data.deadLetters.length === 0;
+      $("#dead-empty").hidden = data.deadLetters.length > 0;
+      if (changed(letters, data.deadLetters)) {
+        letters.replaceChildren(...data.deadLetters.map((letter) => {
+          const button = el("button", {
+            type: "button",
+            class: "small",
+            "aria-label": "Redrive dead letter " + letter.id + " from " + letter.source,
+          }, "Redrive");
+          button.addEventListener("click", () => redrive(letter, button));
+          return el("tr", {},
+            el("td", { text: letter.id }),
+            el("td", { text: letter.source }),
+            el("td", { class: "order-number ref", title: letter.orderId || "", text: letter.orderId ? shortId(letter.orderId) : "–" }),
+            el("td", { class: "reason", text: letter.reason }),
+            el("td", { class: "num", text: String(letter.attempts) }),
+            el("td", { text: when(letter.failedAt) }),
+            el("td", {}, button));
+        }));
+      }
+      const errors = $("#recent-errors");
+      $("#errors-empty").hidden = data.recentErrors.length > 0;
+      if (changed(errors, data.recentErrors)) {
+        errors.replaceChildren(...data.recentErrors.map((e) =>
+          el("li", {},
+            el("span", { class: "tag" + (e.dead ? " dead" : ""), text: e.dead ? "dead letter" : "retrying" }), " ",
+            el("span", { class: "source", text: e.source }),
+            e.at ? " at " + when(e.at) : "",
+            ": " + e.reason)));
+      }
+      return "ok";
+    }, 2000);
+
+    async function redrive(letter, button) {
+      button.disabled = true;
+      const token = sessionStorage.getItem(TOKEN_KEY);
+      try {
+        const answer = await api("POST", "/operator/dead-letters/" + encodeURIComponent(letter.id) + "/redrive", { token });
+        status.textContent = answer.ok
+          ? "Dead letter " + letter.id + " from " + letter.source + " redriven: it will be tried again."
+          : "Could not redrive " + letter.id + ": " + ((answer.data && answer.data.detail) || answer.status);
+      } catch (_) {
+        status.textContent = "Could not reach the bakery; please try again.";
+      }
+      refresh();
+    }
+  }
+
+  const pages = { shop, track, baker, operator };
+  const page = pages[document.body.dataset.page];
+  if (page) page();
+})();

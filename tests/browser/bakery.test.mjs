@@ -1,0 +1,273 @@
+// One cake from the shop to the customer's table, through the pages, in
+// headless Chromium against the real `bakery` binary.
+//
+// The delivery company is a webhook listener here that fails until told
+// otherwise, so the order's delivery request is dead-lettered, the operator
+// sees it with its reason and redrives it, and the customer's tracking page
+// (open all along) moves on by itself. Nothing sleeps: every wait is on
+// something the page or the listener shows, with a deadline.
+//
+// Run through ./run.sh, which installs Chromium and builds the binary.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createServer } from "node:http";
+import { mkdtempSync, mkdirSync, rmSync, createWriteStream, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { once } from "node:events";
+import { createInterface } from "node:readline";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, "..", "..");
+const media = join(root, "media");
+const bakeryBin = process.env.BAKERY_BIN || join(root, "target", "debug", "bakery");
+const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
+const BAKER_TOKEN = "browser-test-baker-token-0123456789";
+const WAIT = { timeout: 20_000 };
+const PHONE = { width: 390, height: 844 };
+const DESKTOP = { width: 1280, height: 900 };
+
+const work = mkdtempSync(join(tmpdir(), "bakery-browser-"));
+let webhook;
+let bakery;
+let bakeryLog;
+let context;
+let base;
+let failed = false;
+
+/** The delivery company: answers 500 until `webhook.failing` is false. */
+async function startWebhook() {
+  const state = { failing: true, received: [] };
+  const server = createServer((request, response) => {
+    let body = "";
+    request.on("data", (chunk) => (body += chunk));
+    request.on("end", () => {
+      state.received.push({ headers: request.headers, body, failing: state.failing });
+      response.writeHead(state.failing ? 500 : 200, { "content-type": "text/plain" });
+      response.end(state.failing ? "down for maintenance" : "ok");
+    });
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  state.url = `http://127.0.0.1:${server.address().port}/deliveries`;
+  state.close = () => new Promise((done) => server.close(done));
+  return state;
+}
+
+/** Starts the bakery on a free port and reads its address from stdout. */
+async function startBakery(webhookUrl) {
+  const dataDir = join(work, "data");
+  bakeryLog = join(work, "bakery.log");
+  const child = spawn(
+    bakeryBin,
+    [
+      "--listen", "127.0.0.1:0",
+      "--data-dir", dataDir,
+      "--baker-token", BAKER_TOKEN,
+      "--delivery-webhook-url", webhookUrl,
+      "--max-tries", "2",
+      "--retry-delay-ms", "50",
+      "--partner-attempts", "1",
+    ],
+    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, BAKERY_LOG: process.env.BAKERY_LOG || "info" } },
+  );
+  child.stderr.pipe(createWriteStream(bakeryLog));
+  const lines = createInterface({ input: child.stdout });
+  const address = await new Promise((resolveAddress, reject) => {
+    const timer = setTimeout(() => reject(new Error("the bakery did not say where it listens within 60 s")), 60_000);
+    child.once("exit", (code) => reject(new Error(`the bakery exited (${code}) before listening; see ${bakeryLog}`)));
+    lines.on("line", (line) => {
+      const match = line.match(/^listening on (http:\/\/\S+)/);
+      if (match) {
+        clearTimeout(timer);
+        resolveAddress(match[1]);
+      }
+    });
+  });
+  return { child, address };
+}
+
+before(async () => {
+  mkdirSync(media, { recursive: true });
+  webhook = await startWebhook();
+  bakery = await startBakery(webhook.url);
+  base = bakery.address;
+  context = await chromium.launchPersistentContext(join(work, "profile"), {
+    executablePath: chromiumPath,
+    headless: true,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+    viewport: DESKTOP,
+    locale: "en-GB",
+    timezoneId: "Europe/Amsterdam",
+  });
+});
+
+after(async () => {
+  await context?.close();
+  if (bakery?.child && bakery.child.exitCode === null) {
+    bakery.child.kill("SIGTERM");
+    await once(bakery.child, "exit");
+  }
+  await webhook?.close();
+  if (failed && bakeryLog) {
+    console.error("---- bakery log ----\n" + readFileSync(bakeryLog, "utf8").slice(-8000));
+  }
+  rmSync(work, { recursive: true, force: true });
+});
+
+/** Places an order straight through the API (other customers). */
+async function apiOrder(name, productId, quantity) {
+  const response = await fetch(`${base}/order`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ name, address: "1 Side Street", productId, quantity }),
+  });
+  assert.equal(response.status, 201);
+  return response.json();
+}
+
+/** A step of the story; once one fails, the rest are skipped, not timed out. */
+function step(t, name, body) {
+  return t.test(name, async (s) => {
+    if (failed) return s.skip("an earlier step failed");
+    try {
+      await body();
+    } catch (error) {
+      failed = true;
+      throw error;
+    }
+  });
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: join(media, name), fullPage: true });
+}
+
+test("a cake goes from the shop to the customer's table", async (t) => {
+  const customer = await context.newPage();
+  await customer.setViewportSize(PHONE);
+  let trackingLink;
+  let orderId;
+
+  await step(t, "the shop shows the cakes with prices", async () => {
+    const desktop = await context.newPage();
+    await desktop.goto(`${base}/`);
+    await desktop.getByRole("heading", { name: "Our cakes" }).waitFor(WAIT);
+    assert.ok(await desktop.getByText("€45.00").first().isVisible());
+    await shot(desktop, "page-shop.png");
+    await desktop.close();
+  });
+
+  await step(t, "a bad quantity is shown beside its field, then the order goes through", async () => {
+    await customer.goto(`${base}/`);
+    await customer.getByLabel("Your name").fill("Ada Lovelace");
+    await customer.getByLabel("Delivery address").fill("12 Analytical Row\nLondon");
+    await customer.getByLabel("Cake", { exact: true }).selectOption("birthday-cake");
+    await customer.getByLabel("How many").fill("0");
+    await customer.getByLabel("Email").fill("ada@example.com");
+    await customer.getByRole("button", { name: "Place order" }).click();
+
+    await customer.locator("#quantity-error", { hasText: "Quantity must be between 1 and 50." }).waitFor(WAIT);
+    await customer.locator('#quantity[aria-invalid="true"]').waitFor(WAIT);
+    assert.equal(await customer.locator('#name[aria-invalid="true"]').count(), 0);
+    await shot(customer, "page-shop-phone.png");
+
+    await customer.getByLabel("How many").fill("2");
+    await customer.getByRole("button", { name: "Place order" }).click();
+    await customer.getByRole("heading", { name: "Thank you, your order is placed" }).waitFor(WAIT);
+    await customer.locator("#quantity-error").waitFor({ state: "hidden", ...WAIT });
+    orderId = (await customer.locator("#confirmation-order").textContent()).trim();
+    assert.match(orderId, /^[0-9a-f-]{36}$/);
+    assert.match(await customer.locator("#confirmation-summary").textContent(), /2 × Birthday cake, €90\.00/);
+    trackingLink = await customer.getByRole("link", { name: "Follow your order" }).getAttribute("href");
+    assert.match(trackingLink, new RegExp(`^/track/${orderId}#token=[A-Za-z0-9_-]{43}$`));
+  });
+
+  await step(t, "the tracking link shows the order and its first steps", async () => {
+    await customer.getByRole("link", { name: "Follow your order" }).click();
+    await customer.waitForURL(`**/track/${orderId}*`, WAIT);
+    await customer.locator("#track-status", { hasText: "waiting for the oven" }).waitFor(WAIT);
+    await customer.locator("#step-placed.done").waitFor(WAIT);
+    await customer.locator("#step-baker_notified.done").waitFor(WAIT);
+    assert.match(await customer.locator("#track-summary").textContent(), /2 × Birthday cake/);
+  });
+
+  // The cake maker's tab; the operator's page opens in it later, so the
+  // token typed once (kept in sessionStorage) serves both.
+  const staff = await context.newPage();
+
+  await step(t, "the cake maker signs in and fulfils the order with one click", async () => {
+    await apiOrder("Grace Hopper", "chocolate-cake", 1);
+    await apiOrder("Alan Turing", "birthday-cake", 1);
+    await staff.goto(`${base}/baker`);
+    await staff.getByLabel("Baker token").fill("not-the-token-at-all");
+    await staff.getByRole("button", { name: "Sign in" }).click();
+    await staff.getByText("That token was not accepted").waitFor(WAIT);
+    await staff.getByLabel("Baker token").fill(BAKER_TOKEN);
+    await staff.getByRole("button", { name: "Sign in" }).click();
+
+    const fulfil = staff.getByRole("button", { name: "Mark fulfilled: 2 × Birthday cake for Ada Lovelace" });
+    await fulfil.waitFor(WAIT);
+    // Oldest first: Ada's order comes before the two placed after it.
+    const firstOrder = await staff.locator("#orders li").first().textContent();
+    assert.match(firstOrder, /Ada Lovelace/);
+    await staff.locator("#totals li", { hasText: "Birthday cake" }).getByText("3").waitFor(WAIT);
+    await shot(staff, "page-baker.png");
+
+    await fulfil.click();
+    await staff.locator("#work-status", { hasText: "Marked fulfilled: 2 × Birthday cake for Ada Lovelace" }).waitFor(WAIT);
+    await fulfil.waitFor({ state: "detached", ...WAIT });
+  });
+
+  await step(t, "the failing delivery company's request is dead-lettered with its reason", async () => {
+    await staff.goto(`${base}/operator`);
+    const row = staff.locator("#dead-letters tr", { hasText: "delivery" });
+    await row.waitFor(WAIT);
+    assert.match(await row.locator(".reason").textContent(), /500/);
+    assert.match(await row.textContent(), new RegExp(orderId.slice(-8)));
+    await staff.locator("#recent-errors li", { hasText: "dead letter" }).first().waitFor(WAIT);
+    assert.ok(webhook.received.length >= 2, "tried twice before giving up");
+    await customer.locator("#track-status", { hasText: "Out for delivery" }).waitFor(WAIT);
+    assert.equal(await customer.locator("#step-delivery_notified.done").count(), 0);
+    await shot(staff, "page-operator.png");
+  });
+
+  await step(t, "the operator redrives it once the delivery company is back", async () => {
+    webhook.failing = false;
+    await staff.getByRole("button", { name: /^Redrive dead letter \d+ from delivery$/ }).click();
+    await staff.locator("#work-status", { hasText: "redriven" }).waitFor(WAIT);
+    await staff.locator("#dead-empty").waitFor({ state: "visible", ...WAIT });
+  });
+
+  await step(t, "the open tracking page moves on by itself; the customer confirms with a review", async () => {
+    await customer.locator("#step-delivery_notified.done").waitFor(WAIT);
+    const delivered = webhook.received.filter((call) => !call.failing);
+    assert.equal(delivered.length, 1);
+    assert.ok(delivered[0].headers["webhook-signature"], "partner calls are signed");
+    assert.equal(JSON.parse(delivered[0].body).orderId ?? JSON.parse(delivered[0].body).data?.orderId, orderId);
+
+    await customer.getByRole("button", { name: "I received my cake" }).waitFor(WAIT);
+    await shot(customer, "page-track.png");
+    await customer.getByLabel("Your review").fill("Still warm, and the sprinkles survived the trip. Thank you!");
+    await customer.getByRole("button", { name: "I received my cake" }).click();
+    await customer.locator("#step-delivered.done").waitFor(WAIT);
+    await customer.locator("#track-status", { hasText: "Delivered" }).waitFor(WAIT);
+    await customer.locator("#step-customer_service_notified.done").waitFor(WAIT);
+    await customer.locator("#review-shown", { hasText: "sprinkles survived" }).waitFor(WAIT);
+    await customer.getByRole("button", { name: "I received my cake" }).waitFor({ state: "hidden", ...WAIT });
+    await shot(customer, "page-track-delivered.png");
+  });
+});
