@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it. It installs what it needs (a Python
 # venv with the AWS API emulator and the template linters; npm packages for
-# the template and browser checks) and is quick when they are already there.
+# the template and browser checks; Debian's Chromium) and is quick when
+# they are already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +13,10 @@ echo "== format"
 cargo fmt --all --check
 echo "== lint"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-echo "== Rust tests (unit, adapters against SQLite, SMTP, webhooks and the AWS emulator, end to end)"
-cargo test --workspace
 echo "== deployment templates"
 scripts/check-templates.sh
+echo "== pages in a real browser"
+tests/browser/run.sh
+# Last, so its summary closes the output.
+echo "== Rust tests (unit, adapters against SQLite, SMTP, webhooks and the AWS emulator, end to end)"
+cargo test --workspace
