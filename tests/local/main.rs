@@ -479,3 +479,5 @@ async fn ctrl_c_stops_cleanly_and_a_restart_keeps_everything() {
 
 mod aws;
 mod bad_input;
+mod faults;
+mod security;

@@ -341,3 +341,126 @@ async fn receive(State(partner): State<Partner>, headers: HeaderMap, body: Bytes
     });
     answered
 }
+
+/// The flags [`Bakery::start`] always passes, for bakeries started with
+/// [`Bakery::start_custom`] that want them (or most of them).
+pub fn test_flags() -> Vec<String> {
+    [
+        "--baker-token",
+        BAKER_TOKEN,
+        "--webhook-secret",
+        WEBHOOK_SECRET,
+        "--retry-delay-ms",
+        "20",
+        "--max-retry-delay-ms",
+        "200",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// How to start a bakery when [`Bakery::start`] is not enough: the whole
+/// command line, the log filter, where standard error goes, the data
+/// directory. Such a bakery is stopped with `kill9` or `interrupt`;
+/// `restart` would relaunch it with the standard flags instead.
+#[derive(Default)]
+pub struct Custom {
+    /// Every flag after `--listen` and `--data-dir`; nothing is added.
+    pub args: Vec<String>,
+    /// `BAKERY_LOG`; `None` leaves it unset, so the binary's default (info).
+    pub log: Option<String>,
+    /// Standard error goes to this file instead of the test's.
+    pub stderr: Option<PathBuf>,
+    /// The data directory; a fresh temporary one when `None`.
+    pub data: Option<tempfile::TempDir>,
+}
+
+impl Bakery {
+    /// Starts a bakery exactly as `custom` says.
+    pub async fn start_custom(custom: Custom) -> Bakery {
+        let data = match custom.data {
+            Some(data) => data,
+            None => tempfile::tempdir().unwrap(),
+        };
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bakery"));
+        command
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .args(&custom.args)
+            .env_remove("BAKERY_LOG")
+            .stdout(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(filter) = &custom.log {
+            command.env("BAKERY_LOG", filter);
+        }
+        match &custom.stderr {
+            Some(file) => command.stderr(std::fs::File::create(file).unwrap()),
+            None => command.stderr(Stdio::inherit()),
+        };
+        let mut child = command.spawn().expect("the bakery binary starts");
+        let url = listening_url(&mut child).await;
+        Bakery {
+            data,
+            url,
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap(),
+            args: Vec::new(),
+            env: Vec::new(),
+            child: Some(child),
+        }
+    }
+}
+
+/// Reads the child's standard output up to `listening on <url>`, then keeps
+/// draining it in the background.
+async fn listening_url(child: &mut Child) -> String {
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let url = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(url) = line.strip_prefix("listening on ") {
+                return url.to_string();
+            }
+        }
+        panic!("the bakery exited before listening");
+    })
+    .await
+    .expect("the bakery listens within 30 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    url
+}
+
+/// Every dead letter `bakery dlq list` shows, as JSON.
+pub async fn dead_letters(bakery: &Bakery) -> Vec<Value> {
+    let (ok, listed) = bakery.dlq(&["list"]).await;
+    assert!(ok, "{listed}");
+    listed
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// The steps an order's timeline has reached.
+pub fn steps_of(order: &Value) -> Vec<String> {
+    order["timeline"]
+        .as_array()
+        .map(|steps| {
+            steps
+                .iter()
+                .filter_map(|s| s["step"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until the order's timeline has `step`, and returns the order.
+pub async fn wait_for(bakery: &Bakery, order_id: &str, step: &str, limit: Duration) -> Value {
+    eventually(&format!("{step} of {order_id}"), limit, || async {
+        let order = bakery.order_status(order_id).await;
+        steps_of(&order).iter().any(|s| s == step).then_some(order)
+    })
+    .await
+}

@@ -17,7 +17,8 @@ use aws_adapters::{DynamoStore, SesMailer, SqsQueue};
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
 use axum::Router;
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::middleware::Next;
 use axum::response::IntoResponse;
 use domain::Catalog;
 use domain::auth::{CustomerTokens, TokenHash};
@@ -25,12 +26,14 @@ use domain::events::Email;
 use domain::ports::{MailError, Mailer, OrderStore, PartnerNotifier, Queue};
 use embedded::Database;
 use futures::FutureExt;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use lambda_kit::http::ApiError;
 use outbound::{EmailPartner, OutboxMailer, RetryPolicy, SmtpMailer, WebhookNotifier};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::aws::Resources;
@@ -222,6 +225,8 @@ impl Bakery {
     /// batches finish.
     pub async fn serve(self, stop: CancellationToken) -> Result<()> {
         let tuning = self.config.tuning.clone();
+        // Reading a request's head is part of the request's time.
+        let header_timeout = Duration::from_millis(tuning.request_timeout_ms);
         let Consumers {
             notify_baker,
             dispatch,
@@ -253,11 +258,7 @@ impl Bakery {
                 &stop,
             )
             .await?;
-        let shutdown = stop.clone();
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
-            .context("the API server failed")?;
+        serve_http(self.listener, self.router, header_timeout, stop.clone()).await;
         for worker in workers {
             if let Err(error) = worker.await {
                 tracing::error!(%error, "a consumer ended abnormally");
@@ -265,6 +266,48 @@ impl Bakery {
         }
         Ok(())
     }
+}
+
+/// Serves the API until `stop` is cancelled, then lets the requests in
+/// flight finish.
+///
+/// As `axum::serve` does, plus a deadline for each request's head: a client
+/// that trickles its headers (slowloris) is cut off after `header_timeout`
+/// instead of holding a connection and a task for as long as it likes. The
+/// body is bounded by the request timeout in [`api_router`].
+async fn serve_http(
+    listener: TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    stop: CancellationToken,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors and the like: breathe, retry.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    crate::mappings::pause(&stop, Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = stop.cancelled() => break,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection closed");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// The API as API Gateway would present it: the three HTTP functions behind
@@ -281,19 +324,23 @@ fn api_router(
         .merge(fulfilled::router(fulfilled))
         .merge(delivered::router(delivered))
         .merge(pages)
-        .fallback(|| async { not_found() })
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            request_timeout,
+        .fallback(|| async { ApiError::NoRoute })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        // A request that takes too long answers like a busy store: 503
+        // problem+json with Retry-After (the work it started is idempotent).
+        .layer(axum::middleware::from_fn(
+            move |request: Request, next: Next| async move {
+                match tokio::time::timeout(request_timeout, next.run(request)).await {
+                    Ok(response) => response,
+                    Err(_) => ApiError::Unavailable(format!(
+                        "no answer within {} ms",
+                        request_timeout.as_millis()
+                    ))
+                    .into_response(),
+                }
+            },
         ))
         .layer(TraceLayer::new_for_http())
-}
-
-fn not_found() -> axum::response::Response {
-    let mut response = ApiError::NotFound.into_response();
-    // Same problem shape, but about the route rather than an order.
-    *response.status_mut() = StatusCode::NOT_FOUND;
-    response
 }
 
 fn load_catalog(path: Option<&Path>) -> Result<Catalog> {

@@ -28,6 +28,10 @@ pub enum ApiError {
     /// A token that does not grant this.
     Forbidden,
     NotFound,
+    /// No such route.
+    NoRoute,
+    /// The route exists, not with this method.
+    MethodNotAllowed,
     /// The order is not at the step this request needs.
     OutOfOrder {
         current: Status,
@@ -65,7 +69,8 @@ impl ApiError {
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::NoRoute => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::OutOfOrder { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -112,6 +117,16 @@ impl ApiError {
                 "this token does not allow this request".into(),
             ),
             ApiError::NotFound => ("not-found", "Order not found", "no such order".into()),
+            ApiError::NoRoute => (
+                "no-route",
+                "No such resource",
+                "nothing is served at this path; see the API description at /openapi.yaml".into(),
+            ),
+            ApiError::MethodNotAllowed => (
+                "method-not-allowed",
+                "Method not allowed",
+                "this path does not take this method; see /openapi.yaml".into(),
+            ),
             ApiError::OutOfOrder { current, wanted } => (
                 "out-of-order",
                 "Order is not ready for this step",
@@ -208,6 +223,16 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        // A body announced too large is refused before it is read: the
+        // client is not kept waiting (or left to send it) for nothing.
+        let announced = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok());
+        if announced.is_some_and(|length| length > limits::BODY_BYTES as u64) {
+            return Err(ApiError::TooLarge);
+        }
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {
@@ -302,6 +327,22 @@ mod tests {
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(content_type.as_deref(), Some("application/problem+json"));
         assert_eq!(body["status"], 413);
+    }
+
+    #[tokio::test]
+    async fn a_body_announced_too_large_is_refused_before_it_is_read() {
+        // The body never comes: only the announcement is looked at.
+        let body = Body::from_stream(futures::stream::pending::<Result<Bytes, std::io::Error>>());
+        let request = Request::post("/")
+            .header(header::CONTENT_LENGTH, (limits::BODY_BYTES + 1).to_string())
+            .body(body)
+            .unwrap();
+        let response =
+            tokio::time::timeout(std::time::Duration::from_secs(5), app().oneshot(request))
+                .await
+                .expect("answered without waiting for the body")
+                .unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! the same `Idempotency-Key` answers with the same order and token.
 //!
 //! This function also serves the reads: `GET /order/{orderId}` (the
-//! customer's token or the cake maker's) and `GET /products` (public).
+//! customer's token or the cake maker's) and `GET /products` (public),
+//! and the API's description, `GET /openapi.yaml` ([`OPENAPI_YAML`]).
 
 use std::sync::Arc;
 
@@ -35,12 +36,17 @@ pub struct Deps {
     pub baker_token: TokenHash,
 }
 
+/// The OpenAPI document of the whole API (this function's routes and those
+/// of `fulfilled` and `delivered`), `docs/openapi.yaml` in the repository.
+pub const OPENAPI_YAML: &str = include_str!("../../../docs/openapi.yaml");
+
 /// The routes this function serves.
 pub fn router(deps: Deps) -> Router {
     Router::new()
         .route("/order", post(place_order))
         .route("/order/{order_id}", get(get_order))
         .route("/products", get(list_products))
+        .route("/openapi.yaml", get(openapi))
         .layer(DefaultBodyLimit::max(limits::BODY_BYTES))
         .with_state(deps)
 }
@@ -151,5 +157,18 @@ async fn list_products(State(deps): State<Deps>) -> Json<Arc<Catalog>> {
     Json(deps.catalog.clone())
 }
 
+/// `application/yaml` is the media type of RFC 9512.
+async fn openapi() -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/yaml"),
+        )],
+        OPENAPI_YAML,
+    )
+}
+
+#[cfg(test)]
+mod openapi_tests;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,1168 @@
+//! Faults the bakery must survive, each against the real binary: a mail
+//! server that refuses or is gone, a partner that fails, hangs or is gone,
+//! SIGKILL over and over under load, a full disk, a locked database, and
+//! conflicting requests racing on one order.
+//!
+//! The fakes here (an SMTP server, a partner that can misbehave) listen on
+//! real ports; nothing sleeps to wait for the bakery: every wait polls with
+//! a deadline.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::support::*;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn id_of(order: &Value) -> String {
+    order["orderId"].as_str().unwrap().to_string()
+}
+
+fn token_of(order: &Value) -> String {
+    order["customerToken"].as_str().unwrap().to_string()
+}
+
+/// Waits for a dead letter whose body mentions `needle`.
+async fn dead_letter_for(bakery: &Bakery, needle: &str) -> Value {
+    eventually(&format!("the dead letter of {needle}"), LIMIT, || async {
+        dead_letters(bakery)
+            .await
+            .into_iter()
+            .find(|l| l["body"].as_str().unwrap_or("").contains(needle))
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------
+// A tiny SMTP server.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SmtpMode {
+    /// Takes every message.
+    Up,
+    /// Answers `MAIL FROM` with this transient code (421 also hangs up).
+    Tempfail(u16),
+    /// The port is closed: connections are refused.
+    Down,
+}
+
+/// An SMTP server on a real port: 220, EHLO 250, MAIL/RCPT 250, DATA 354,
+/// "." 250, QUIT 221. It keeps every message it accepted.
+#[derive(Clone)]
+struct SmtpServer {
+    port: u16,
+    state: Arc<Mutex<SmtpState>>,
+    accept: Arc<tokio::sync::Mutex<Option<JoinHandle<()>>>>,
+}
+
+struct SmtpState {
+    mode: SmtpMode,
+    messages: Vec<String>,
+    refused: usize,
+}
+
+impl SmtpServer {
+    async fn start() -> SmtpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = SmtpServer {
+            port: listener.local_addr().unwrap().port(),
+            state: Arc::new(Mutex::new(SmtpState {
+                mode: SmtpMode::Up,
+                messages: Vec::new(),
+                refused: 0,
+            })),
+            accept: Arc::default(),
+        };
+        *server.accept.lock().await = Some(server.serve(listener));
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    fn serve(&self, listener: TcpListener) -> JoinHandle<()> {
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(smtp_session(stream, state.clone()));
+            }
+        })
+    }
+
+    async fn set_mode(&self, mode: SmtpMode) {
+        self.state.lock().unwrap().mode = mode;
+        let mut accept = self.accept.lock().await;
+        match (mode, accept.take()) {
+            (SmtpMode::Down, Some(task)) => {
+                // Dropping the listener closes the port.
+                task.abort();
+                let _ = task.await;
+            }
+            (SmtpMode::Down, None) => {}
+            (_, Some(task)) => *accept = Some(task),
+            (_, None) => {
+                let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+                *accept = Some(self.serve(listener));
+            }
+        }
+    }
+
+    /// Messages accepted (DATA answered 250) that mention `needle`.
+    fn messages_about(&self, needle: &str) -> usize {
+        let state = self.state.lock().unwrap();
+        state.messages.iter().filter(|m| m.contains(needle)).count()
+    }
+
+    fn messages(&self) -> usize {
+        self.state.lock().unwrap().messages.len()
+    }
+
+    /// `MAIL FROM` commands answered with a transient failure.
+    fn refused(&self) -> usize {
+        self.state.lock().unwrap().refused
+    }
+}
+
+/// One line without its CRLF; `None` at the end of the connection.
+async fn smtp_line(read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Option<String> {
+    let mut line = Vec::new();
+    match read.read_until(b'\n', &mut line).await {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(
+            String::from_utf8_lossy(&line)
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+        ),
+    }
+}
+
+async fn smtp_session(stream: tokio::net::TcpStream, state: Arc<Mutex<SmtpState>>) {
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    if write.write_all(b"220 fake-smtp ESMTP\r\n").await.is_err() {
+        return;
+    }
+    while let Some(command) = smtp_line(&mut read).await {
+        let verb = command
+            .split([' ', ':'])
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        let reply: String = match verb.as_str() {
+            "EHLO" => "250-fake-smtp\r\n250-8BITMIME\r\n250 SIZE 10485760\r\n".into(),
+            "HELO" | "RCPT" | "RSET" | "NOOP" => "250 OK\r\n".into(),
+            "MAIL" => {
+                let mode = state.lock().unwrap().mode;
+                match mode {
+                    SmtpMode::Tempfail(code) => {
+                        state.lock().unwrap().refused += 1;
+                        let reply = format!("{code} 4.3.2 try again later\r\n");
+                        let _ = write.write_all(reply.as_bytes()).await;
+                        if code == 421 {
+                            return;
+                        }
+                        continue;
+                    }
+                    _ => "250 OK\r\n".into(),
+                }
+            }
+            "DATA" => {
+                if write
+                    .write_all(b"354 end with <CRLF>.<CRLF>\r\n")
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                let mut message = String::new();
+                loop {
+                    let Some(text) = smtp_line(&mut read).await else {
+                        return;
+                    };
+                    if text == "." {
+                        break;
+                    }
+                    message.push_str(text.strip_prefix('.').unwrap_or(&text));
+                    message.push('\n');
+                }
+                state.lock().unwrap().messages.push(message);
+                "250 2.0.0 queued\r\n".into()
+            }
+            "QUIT" => {
+                let _ = write.write_all(b"221 bye\r\n").await;
+                return;
+            }
+            _ => "502 not implemented\r\n".into(),
+        };
+        if write.write_all(reply.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn smtp_refusing_or_down_dead_letters_baker_emails_and_redrive_sends_each_once() {
+    let started = Instant::now();
+    let smtp = SmtpServer::start().await;
+    let url = smtp.url();
+    let bakery = Bakery::start(&["--smtp-url", &url, "--max-tries", "3"]).await;
+
+    let ann = id_of(&bakery.order("Ann").await);
+    wait_for(&bakery, &ann, "baker_notified", LIMIT).await;
+    assert_eq!(smtp.messages_about(&ann), 1);
+
+    // The server refuses for a while: the record is retried with backoff
+    // (the stream shard waits meanwhile), then dead-lettered with the reason.
+    let mut failing = Vec::new();
+    for (name, mode) in [
+        ("Bob", SmtpMode::Tempfail(451)),
+        ("Cat", SmtpMode::Tempfail(421)),
+        ("Dan", SmtpMode::Down),
+    ] {
+        smtp.set_mode(mode).await;
+        let id = id_of(&bakery.order(name).await);
+        let letter = dead_letter_for(&bakery, &id).await;
+        println!(
+            "smtp {mode:?}: dead-lettered after {} tries: {}",
+            letter["attempts"], letter["reason"]
+        );
+        assert_eq!(letter["source"], "notify-baker", "{letter}");
+        assert_eq!(letter["attempts"], 3, "{letter}");
+        let reason = letter["reason"].as_str().unwrap().to_lowercase();
+        let expected = match mode {
+            SmtpMode::Tempfail(code) => code.to_string(),
+            _ => "refused".to_string(),
+        };
+        assert!(reason.contains(&expected), "{expected} in {reason}");
+        assert_eq!(smtp.messages_about(&id), 0);
+        failing.push(id);
+    }
+    assert_eq!(smtp.refused(), 6, "451 and 421: max-tries each");
+
+    // Back up: new orders flow at once, the dead letters wait for the
+    // operator.
+    smtp.set_mode(SmtpMode::Up).await;
+    let eve = id_of(&bakery.order("Eve").await);
+    wait_for(&bakery, &eve, "baker_notified", LIMIT).await;
+    assert_eq!(smtp.messages_about(&eve), 1);
+    for id in &failing {
+        let order = bakery.order_status(id).await;
+        assert!(!steps_of(&order).contains(&"baker_notified".to_string()));
+    }
+
+    let (ok, said) = bakery.dlq(&["redrive", "--all"]).await;
+    assert!(ok && said.contains("redrove 3"), "{said}");
+    for id in &failing {
+        wait_for(&bakery, id, "baker_notified", LIMIT).await;
+    }
+    assert!(dead_letters(&bakery).await.is_empty());
+    for id in failing.iter().chain([&ann, &eve]) {
+        assert_eq!(smtp.messages_about(id), 1, "exactly one email for {id}");
+    }
+    assert_eq!(smtp.messages(), 5);
+    println!(
+        "smtp faults: 5 orders, 6 refused MAILs, 1 closed port, 3 dead letters redriven, \
+         5 messages delivered, 0 duplicates ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// A partner that can fail, hang or be gone.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PartnerMode {
+    /// 204 to every well-signed call.
+    Up,
+    /// 500 to everything.
+    Failing,
+    /// Accepts the connection and the request, never answers.
+    Hanging,
+    /// The port is closed.
+    Down,
+}
+
+/// One call the flaky partner saw; `answered` is 0 for calls left hanging.
+#[derive(Debug, Clone)]
+struct Call {
+    webhook_id: String,
+    order_id: String,
+    answered: u16,
+}
+
+#[derive(Clone)]
+struct FlakyPartner {
+    port: u16,
+    url: String,
+    mode: Arc<Mutex<PartnerMode>>,
+    calls: Arc<Mutex<Vec<Call>>>,
+    /// Stops the server that is up: no new connections, idle ones closed.
+    shutdown: Arc<Mutex<Option<tokio::sync::oneshot::Sender<()>>>>,
+}
+
+impl FlakyPartner {
+    async fn start() -> FlakyPartner {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let partner = FlakyPartner {
+            port,
+            url: format!("http://127.0.0.1:{port}/hooks"),
+            mode: Arc::new(Mutex::new(PartnerMode::Up)),
+            calls: Arc::default(),
+            shutdown: Arc::default(),
+        };
+        partner.serve(listener);
+        partner
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let app = axum::Router::new()
+            .route("/hooks", axum::routing::post(flaky_receive))
+            .with_state(self.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        *self.shutdown.lock().unwrap() = Some(stop);
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+    }
+
+    async fn set_mode(&self, mode: PartnerMode) {
+        *self.mode.lock().unwrap() = mode;
+        let running = self.shutdown.lock().unwrap().is_some();
+        if mode == PartnerMode::Down && running {
+            if let Some(stop) = self.shutdown.lock().unwrap().take() {
+                let _ = stop.send(());
+            }
+            let port = self.port;
+            eventually("the partner's port to close", LIMIT, || async move {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_err()
+                    .then_some(())
+            })
+            .await;
+        } else if mode != PartnerMode::Down && !running {
+            let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+            self.serve(listener);
+        }
+    }
+
+    fn calls_for(&self, order_id: &str) -> Vec<Call> {
+        let calls = self.calls.lock().unwrap();
+        calls
+            .iter()
+            .filter(|c| c.order_id == order_id)
+            .cloned()
+            .collect()
+    }
+
+    /// Calls answered 2xx, per webhook id.
+    fn accepted(&self) -> HashMap<String, usize> {
+        let mut accepted = HashMap::new();
+        for call in self.calls.lock().unwrap().iter() {
+            if (200..300).contains(&call.answered) {
+                *accepted.entry(call.webhook_id.clone()).or_default() += 1;
+            }
+        }
+        accepted
+    }
+}
+
+async fn flaky_receive(
+    State(partner): State<FlakyPartner>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    assert!(
+        outbound::verify_webhook(WEBHOOK_SECRET, &headers, &body),
+        "every call is signed"
+    );
+    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mode = *partner.mode.lock().unwrap();
+    let answered = match mode {
+        PartnerMode::Up | PartnerMode::Down => StatusCode::NO_CONTENT,
+        PartnerMode::Failing => StatusCode::INTERNAL_SERVER_ERROR,
+        PartnerMode::Hanging => StatusCode::OK,
+    };
+    partner.calls.lock().unwrap().push(Call {
+        webhook_id: headers
+            .get("webhook-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+        order_id: json["data"]["orderId"].as_str().unwrap_or("").to_string(),
+        answered: if mode == PartnerMode::Hanging {
+            0
+        } else {
+            answered.as_u16()
+        },
+    });
+    if mode == PartnerMode::Hanging {
+        std::future::pending::<()>().await;
+    }
+    answered
+}
+
+#[tokio::test]
+async fn a_partner_failing_hanging_or_down_dead_letters_and_redrive_delivers_once() {
+    let started = Instant::now();
+    let delivery = FlakyPartner::start().await;
+    let care = Partner::start().await;
+    let mut args = test_flags();
+    args.extend(
+        [
+            "--delivery-webhook-url",
+            &delivery.url,
+            "--customer-service-webhook-url",
+            &care.url,
+            "--max-tries",
+            "3",
+            "--partner-attempts",
+            "2",
+            "--partner-timeout-ms",
+            "200",
+        ]
+        .map(String::from),
+    );
+    let bakery = Bakery::start_custom(Custom {
+        args,
+        log: Some("error".into()),
+        ..Custom::default()
+    })
+    .await;
+    let fulfil = |id: String| {
+        let bakery = &bakery;
+        async move {
+            let (status, body) = bakery
+                .post(
+                    "/order/fulfilled",
+                    Some(BAKER_TOKEN),
+                    &json!({"orderId": id}),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+
+    let first = bakery.order("Ann").await;
+    let ann = id_of(&first);
+    fulfil(ann.clone()).await;
+    wait_for(&bakery, &ann, "delivery_notified", LIMIT).await;
+
+    let mut failing = Vec::new();
+    for (name, mode, expected) in [
+        ("Bob", PartnerMode::Failing, "500"),
+        ("Cat", PartnerMode::Hanging, "timed out"),
+        ("Dan", PartnerMode::Down, "connect"),
+    ] {
+        delivery.set_mode(mode).await;
+        let id = id_of(&bakery.order(name).await);
+        fulfil(id.clone()).await;
+        let letter = dead_letter_for(&bakery, &id).await;
+        println!(
+            "partner {mode:?}: dead-lettered after {} tries: {}",
+            letter["attempts"], letter["reason"]
+        );
+        assert_eq!(letter["source"], "delivery", "{letter}");
+        assert_eq!(letter["attempts"], 3, "{letter}");
+        let reason = letter["reason"].as_str().unwrap().to_lowercase();
+        assert!(reason.contains(expected), "{expected} in {reason}");
+        let calls = delivery.calls_for(&id);
+        if mode != PartnerMode::Down {
+            // max-tries deliveries of the message x partner-attempts each,
+            // all with the one webhook id.
+            assert_eq!(calls.len(), 6, "{calls:?}");
+            let ids: HashSet<_> = calls.iter().map(|c| c.webhook_id.clone()).collect();
+            assert_eq!(ids.len(), 1, "{calls:?}");
+        } else {
+            assert!(calls.is_empty());
+        }
+        failing.push(id);
+    }
+
+    // While the delivery company is unreachable, the rest of the flow goes
+    // on: Ann confirms delivery and customer service hears of it.
+    let (status, body) = bakery
+        .post(
+            "/order/delivered",
+            Some(&token_of(&first)),
+            &json!({"orderId": ann, "orderReview": "fine"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    wait_for(&bakery, &ann, "customer_service_notified", LIMIT).await;
+
+    // Back: new work flows at once; the operator redrives the rest.
+    delivery.set_mode(PartnerMode::Up).await;
+    let eve = id_of(&bakery.order("Eve").await);
+    fulfil(eve.clone()).await;
+    wait_for(&bakery, &eve, "delivery_notified", LIMIT).await;
+    let (ok, said) = bakery.dlq(&["redrive", "--all"]).await;
+    assert!(ok && said.contains("redrove 3"), "{said}");
+    for id in &failing {
+        wait_for(&bakery, id, "delivery_notified", LIMIT).await;
+    }
+    assert!(dead_letters(&bakery).await.is_empty());
+    let accepted = delivery.accepted();
+    assert_eq!(accepted.len(), 5, "{accepted:?}");
+    assert!(
+        accepted.values().all(|n| *n == 1),
+        "each webhook id accepted once: {accepted:?}"
+    );
+    for id in failing.iter().chain([&ann, &eve]) {
+        let accepted_for_order = delivery
+            .calls_for(id)
+            .iter()
+            .filter(|c| c.answered == 204)
+            .count();
+        assert_eq!(accepted_for_order, 1, "{id}");
+    }
+    println!(
+        "partner faults: 5 orders, {} partner calls (500, hung, refused, accepted), \
+         3 dead letters redriven, 5 accepted once each, 0 duplicates ({:.1} s)",
+        delivery.calls.lock().unwrap().len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// SIGKILL under load.
+
+/// What the load saw, shared by its workers.
+#[derive(Default)]
+struct Load {
+    /// Answers the bakery gave that the load waited for (2xx).
+    acknowledged: AtomicUsize,
+    /// Requests that got no answer or a 5xx (and were retried).
+    failed: AtomicUsize,
+    /// Orders acknowledged on the first try / only after a retry.
+    first_try: AtomicUsize,
+    after_retry: AtomicUsize,
+    /// (order id, Idempotency-Key) of every order that completed.
+    done: Mutex<Vec<(String, String)>>,
+}
+
+/// A pseudo-random number in `0..n` (the test crate has no `rand`).
+fn random_below(n: u64) -> u64 {
+    (uuid::Uuid::new_v4().as_u128() % u128::from(n)) as u64
+}
+
+/// One customer's whole order, retried through kills: place (with one
+/// Idempotency-Key), have it fulfilled, confirm delivery.
+async fn one_order(client: reqwest::Client, url: Arc<RwLock<String>>, load: Arc<Load>, n: usize) {
+    let key = format!("kill-test-{n}-{}", uuid::Uuid::new_v4());
+    let deadline = Instant::now() + LIMIT;
+    let base = || url.read().unwrap().clone();
+    let retry = |what: &str| {
+        assert!(Instant::now() < deadline, "gave up on {what} of {key}");
+        load.failed.fetch_add(1, Ordering::Relaxed);
+    };
+    // Place until acknowledged; a retry uses the same key.
+    let mut tries = 0;
+    let placed: Value = loop {
+        tries += 1;
+        let sent = client
+            .post(format!("{}/order", base()))
+            .header("idempotency-key", &key)
+            .json(&order_body(&format!("Customer {n}")))
+            .send()
+            .await;
+        if let Ok(response) = sent {
+            let status = response.status().as_u16();
+            assert!(status == 201 || status >= 500, "place answered {status}");
+            if status == 201 {
+                if let Ok(body) = response.json().await {
+                    break body;
+                }
+            }
+        }
+        retry("placing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    load.acknowledged.fetch_add(1, Ordering::Relaxed);
+    if tries == 1 {
+        load.first_try.fetch_add(1, Ordering::Relaxed);
+    } else {
+        load.after_retry.fetch_add(1, Ordering::Relaxed);
+    }
+    let id = id_of(&placed);
+    let token = token_of(&placed);
+    let steps = [
+        (
+            "/order/fulfilled",
+            BAKER_TOKEN.to_string(),
+            json!({"orderId": id}),
+        ),
+        (
+            "/order/delivered",
+            token,
+            json!({"orderId": id, "orderReview": "survived"}),
+        ),
+    ];
+    for (path, token, body) in steps {
+        loop {
+            let sent = client
+                .post(format!("{}{path}", base()))
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
+                .await;
+            match sent.map(|r| r.status().as_u16()) {
+                Ok(200) => break,
+                // Not out for delivery yet: dispatch is behind (or was killed).
+                Ok(409) if path == "/order/delivered" => {}
+                Ok(status) if status < 500 => panic!("{path} answered {status}"),
+                _ => {
+                    retry(path);
+                }
+            }
+            assert!(Instant::now() < deadline, "gave up on {path} of {id}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        load.acknowledged.fetch_add(1, Ordering::Relaxed);
+    }
+    load.done.lock().unwrap().push((id, key));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_25_times_under_load_loses_nothing_acknowledged() {
+    const KILLS: usize = 25;
+    const WORKERS: usize = 16;
+    let started = Instant::now();
+    let delivery = Partner::start().await;
+    let care = Partner::start().await;
+    let mut bakery = Bakery::start(&[
+        "--delivery-webhook-url",
+        &delivery.url,
+        "--customer-service-webhook-url",
+        &care.url,
+    ])
+    .await;
+    let url = Arc::new(RwLock::new(bakery.url.clone()));
+    let load = Arc::new(Load::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let next = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let (client, url, load, stop, next) = (
+                client.clone(),
+                url.clone(),
+                load.clone(),
+                stop.clone(),
+                next.clone(),
+            );
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    one_order(client.clone(), url.clone(), load.clone(), n).await;
+                }
+            })
+        })
+        .collect();
+
+    // Kill at random moments: after a random number (5-40) of acknowledged
+    // answers since the last start and a random 0-30 ms more, so every kill
+    // lands under load, with requests, batches and partner calls in flight.
+    for _ in 0..KILLS {
+        let before = load.acknowledged.load(Ordering::Relaxed);
+        let wait_for = before + 5 + random_below(36) as usize;
+        eventually("acknowledged answers between kills", LIMIT, || async {
+            (load.acknowledged.load(Ordering::Relaxed) >= wait_for).then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(random_below(31))).await;
+        bakery.kill9().await;
+        bakery.restart().await;
+        *url.write().unwrap() = bakery.url.clone();
+    }
+    let killed_at = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let workers_done = started.elapsed();
+    let done = load.done.lock().unwrap().clone();
+    let orders = done.len();
+
+    // Everything settles: one baker email, one delivery call and one
+    // feedback call per order.
+    eventually("every partner call and email", LIMIT, || async {
+        (bakery.emails().len() >= orders
+            && delivery.accepted_ids().len() >= orders
+            && care.accepted_ids().len() >= orders)
+            .then_some(())
+    })
+    .await;
+    let settled = started.elapsed();
+    let stored = bakery.count("SELECT count(*) FROM orders") as usize;
+    assert_eq!(
+        stored, orders,
+        "one stored order per Idempotency-Key, none lost"
+    );
+    let keys: HashSet<_> = done.iter().map(|(_, key)| key.clone()).collect();
+    assert_eq!(keys.len(), orders);
+    assert_eq!(bakery.emails().len(), stored, "baker emails");
+    let emails = bakery.emails();
+    for (id, _) in &done {
+        let mails = emails.iter().filter(|(_, text)| text.contains(id.as_str()));
+        assert_eq!(mails.count(), 1, "baker emails for {id}");
+    }
+    assert_eq!(delivery.accepted_ids().len(), stored, "delivery notices");
+    assert_eq!(care.accepted_ids().len(), stored, "feedback calls");
+    assert_eq!(delivery.bad_signatures() + care.bad_signatures(), 0);
+    let complete = futures::stream::iter(done.iter().map(|(id, _)| {
+        let bakery = &bakery;
+        async move {
+            let order = bakery.order_status(id).await;
+            order["status"] == "delivered" && steps_of(&order).len() == 7
+        }
+    }))
+    .buffer_unordered(16)
+    .collect::<Vec<bool>>()
+    .await;
+    assert!(
+        complete.iter().all(|c| *c),
+        "every order delivered, 7 steps"
+    );
+    assert_eq!(bakery.count("SELECT count(*) FROM dead_letters"), 0);
+
+    // The at-least-once window: calls a partner got again, with the same
+    // webhook id, because a kill came between its answer and the record.
+    let delivery_repeats = delivery.accepted_calls() - delivery.accepted_ids().len();
+    let care_repeats = care.accepted_calls() - care.accepted_ids().len();
+    let most_calls = |partner: &Partner| {
+        let mut calls: HashMap<String, usize> = HashMap::new();
+        for call in partner.received() {
+            *calls.entry(call.webhook_id).or_default() += 1;
+        }
+        calls.into_values().max().unwrap_or(0)
+    };
+    println!(
+        "sigkill: {KILLS} kills in {:.1} s, {orders} orders ({} acknowledged first try, {} only \
+         after a retry), {} acknowledged answers, {} requests failed by kills and retried; \
+         baker emails {}, delivery notices {} ({} calls, {delivery_repeats} repeated), \
+         feedback calls {} ({} calls, {care_repeats} repeated); at most {} calls with one \
+         webhook id; lost 0; load finished at {:.1} s, all settled at {:.1} s, total {:.1} s",
+        killed_at.as_secs_f64(),
+        load.first_try.load(Ordering::Relaxed),
+        load.after_retry.load(Ordering::Relaxed),
+        load.acknowledged.load(Ordering::Relaxed),
+        load.failed.load(Ordering::Relaxed),
+        bakery.emails().len(),
+        delivery.accepted_ids().len(),
+        delivery.accepted_calls(),
+        care.accepted_ids().len(),
+        care.accepted_calls(),
+        most_calls(&delivery).max(most_calls(&care)),
+        workers_done.as_secs_f64(),
+        settled.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// A full disk and a locked database.
+
+/// A tmpfs mounted for one test; unmounted (lazily) when dropped.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Result<Tmpfs, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let output = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if output.status.success() {
+            Ok(Tmpfs { dir })
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).trim().to_string())
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Fills the filesystem at `dir` with one file until writes fail.
+fn fill(file: &Path) -> u64 {
+    use std::io::Write;
+    let mut out = std::fs::File::create(file).unwrap();
+    let chunk = vec![0xa5u8; 16 * 1024];
+    let mut written = 0;
+    // Then byte by byte, so not even a page is left.
+    for size in [chunk.len(), 512, 1] {
+        while out.write_all(&chunk[..size]).is_ok() {
+            written += size as u64;
+        }
+    }
+    let _ = out.sync_all();
+    written
+}
+
+fn integrity(database: &Path) -> String {
+    let db = rusqlite::Connection::open(database).unwrap();
+    db.query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_full_disk_answers_503_and_corrupts_nothing() {
+    let started = Instant::now();
+    let tmpfs = match Tmpfs::mount("16m") {
+        Ok(tmpfs) => tmpfs,
+        Err(why) => {
+            println!(
+                "SKIPPED a_full_disk_answers_503_and_corrupts_nothing: cannot mount a tmpfs ({why})"
+            );
+            return;
+        }
+    };
+    let data = tempfile::tempdir_in(tmpfs.path()).unwrap();
+    let mut args = test_flags();
+    // Nothing may be dead-lettered for good while the disk is full.
+    args.extend(["--max-tries", "1000"].map(String::from));
+    let mut bakery = Bakery::start_custom(Custom {
+        args,
+        log: Some("error".into()),
+        data: Some(data),
+        ..Custom::default()
+    })
+    .await;
+    let database: PathBuf = bakery.data.path().join("bakery.sqlite3");
+
+    let mut acknowledged = Vec::new();
+    for i in 0..5 {
+        acknowledged.push(bakery.order(&format!("Before {i}")).await);
+    }
+    let filler = tmpfs.path().join("filler");
+    let filled = fill(&filler);
+
+    // Order until the disk says no: a clear 503, never a 500.
+    let mut refused = None;
+    for i in 0..5000 {
+        let key = format!("disk-full-{i}");
+        let response = bakery
+            .client
+            .post(format!("{}/order", bakery.url))
+            .header("idempotency-key", &key)
+            .json(&order_body(&format!("While full {i}")))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        if status == 201 {
+            acknowledged.push(response.json().await.unwrap());
+            continue;
+        }
+        assert_eq!(status, 503, "a full disk is unavailable, not an error");
+        let retry_after = response.headers().get("retry-after").cloned();
+        let content_type = response.headers()["content-type"].clone();
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(content_type, "application/problem+json");
+        assert!(retry_after.is_some());
+        assert_eq!(problem["status"], 503);
+        assert!(
+            !problem.to_string().to_lowercase().contains("sqlite"),
+            "{problem}"
+        );
+        refused = Some((key, i));
+        break;
+    }
+    let (key, placed_while_full) = refused.expect("the disk fills up");
+    // Still full: still 503, and reads still work.
+    for _ in 0..3 {
+        let (status, _) = bakery.post("/order", None, &order_body("Still full")).await;
+        assert_eq!(status, 503);
+    }
+    let first = id_of(&acknowledged[0]);
+    assert_eq!(bakery.order_status(&first).await["name"], "Before 0");
+
+    // Space comes back: the refused request, retried with its key, works.
+    std::fs::remove_file(&filler).unwrap();
+    let retried = eventually("an order once there is space", LIMIT, || async {
+        let response = bakery
+            .client
+            .post(format!("{}/order", bakery.url))
+            .header("idempotency-key", &key)
+            .json(&order_body(&format!("While full {placed_while_full}")))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 201 {
+            response.json::<Value>().await.ok()
+        } else {
+            None
+        }
+    })
+    .await;
+    acknowledged.push(retried);
+    acknowledged.push(bakery.order("After").await);
+
+    // Every acknowledged order is intact and reaches the cake maker.
+    for placed in &acknowledged {
+        let id = id_of(placed);
+        let order = wait_for(&bakery, &id, "baker_notified", LIMIT).await;
+        assert_eq!(order["name"], placed["name"]);
+        assert_eq!(order["address"], placed["address"]);
+        assert_eq!(bakery.emails_to("baker@bakery.local", &id).len(), 1);
+    }
+    assert_eq!(
+        bakery.count("SELECT count(*) FROM orders") as usize,
+        acknowledged.len()
+    );
+    assert_eq!(integrity(&database), "ok");
+    bakery.kill9().await;
+    assert_eq!(integrity(&database), "ok", "after a SIGKILL too");
+    println!(
+        "disk full: filler {filled} bytes, {} orders acknowledged ({placed_while_full} of them \
+         after filling), 503 + Retry-After while full, integrity ok, all intact ({:.1} s)",
+        acknowledged.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test]
+async fn a_locked_database_answers_503_with_retry_after_then_recovers() {
+    // Longer than two busy timeouts: this test is about the busy answer,
+    // not the request timeout (see security::a_request_stuck_on_...).
+    let bakery = Bakery::start(&["--request-timeout-ms", "30000"]).await;
+    let before = bakery.order("Before").await;
+    // Idle first: the email sent and both stream consumers checkpointed, so
+    // the locked-out write is the only one waiting.
+    wait_for(&bakery, &id_of(&before), "baker_notified", LIMIT).await;
+    eventually("idle consumers", LIMIT, || async {
+        let sql = "SELECT count(*) FROM stream_checkpoints \
+                   WHERE sequence = (SELECT max(sequence) FROM stream)";
+        (bakery.count(sql) == 2).then_some(())
+    })
+    .await;
+    let database = bakery.data.path().join("bakery.sqlite3");
+    let lock = rusqlite::Connection::open(&database).unwrap();
+    lock.busy_timeout(Duration::from_secs(10)).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+
+    let started = Instant::now();
+    let send = || {
+        bakery
+            .client
+            .post(format!("{}/order", bakery.url))
+            .header("idempotency-key", "while-locked")
+            .json(&order_body("Locked out"))
+            .send()
+    };
+    let response = send().await.unwrap();
+    let waited = started.elapsed();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let problem: Value = response.json().await.unwrap();
+    assert!(problem["type"].as_str().unwrap().ends_with("unavailable"));
+    // Readers are not blocked by a writer (WAL).
+    let (status, _) = bakery
+        .get(&format!("/order/{}", id_of(&before)), Some(BAKER_TOKEN))
+        .await;
+    assert_eq!(status, 200);
+
+    lock.execute_batch("ROLLBACK").unwrap();
+    let response = send().await.unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(bakery.count("SELECT count(*) FROM orders"), 2);
+    println!(
+        "database busy: 503 + Retry-After after {:.1} s (the busy timeout), 201 after release",
+        waited.as_secs_f64()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Conflicting transitions on one order.
+
+#[tokio::test]
+async fn twenty_concurrent_fulfils_answer_the_same_and_announce_once() {
+    let bakery = Bakery::start(&[]).await;
+    let id = id_of(&bakery.order("Ada").await);
+    let answers = futures::future::join_all((0..20).map(|i| {
+        let bakery = &bakery;
+        let id = id.clone();
+        async move {
+            bakery
+                .post(
+                    "/order/fulfilled",
+                    Some(BAKER_TOKEN),
+                    &json!({"orderId": id, "fulfillmentId": format!("oven-{i}")}),
+                )
+                .await
+        }
+    }))
+    .await;
+    let mut fulfilled_at = HashSet::new();
+    let mut fulfillment_ids = HashSet::new();
+    for (status, order) in &answers {
+        assert_eq!(*status, 200, "{order}");
+        let step = order["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == "fulfilled")
+            .unwrap();
+        fulfilled_at.insert(step["at"].to_string());
+        fulfillment_ids.insert(order["fulfillmentId"].to_string());
+    }
+    assert_eq!(fulfilled_at.len(), 1, "{fulfilled_at:?}");
+    assert_eq!(fulfillment_ids.len(), 1, "the winner's details only");
+    let events = bakery.count(&format!(
+        "SELECT count(*) FROM stream WHERE partition_key = '{id}' \
+         AND CAST(data AS TEXT) LIKE '%\"eventType\":\"order_fulfilled\"%'"
+    ));
+    assert_eq!(events, 1, "exactly one order_fulfilled on the stream");
+    let order = wait_for(&bakery, &id, "out_for_delivery", LIMIT).await;
+    assert_eq!(
+        steps_of(&order)
+            .iter()
+            .filter(|s| *s == "out_for_delivery")
+            .count(),
+        1
+    );
+}
+
+fn rank(status: &str) -> usize {
+    ["placed", "fulfilled", "out_for_delivery", "delivered"]
+        .iter()
+        .position(|s| *s == status)
+        .unwrap_or_else(|| panic!("unknown status {status}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivering_while_dispatch_runs_is_409_then_200_and_never_backwards() {
+    const ROUNDS: usize = 10;
+    const RACERS: usize = 3;
+    let bakery = Bakery::start(&[]).await;
+    let mut conflicts = 0;
+    let mut delivered = 0;
+    for round in 0..ROUNDS {
+        let placed = bakery.order(&format!("Racer {round}")).await;
+        let id = id_of(&placed);
+        let token = token_of(&placed);
+        let watching = AtomicBool::new(true);
+        // A watcher polls the status the whole time; it must only go forward.
+        let watcher = async {
+            let mut seen: Vec<String> = vec![];
+            while watching.load(Ordering::Relaxed) {
+                let (status, order) = bakery.get(&format!("/order/{id}"), Some(&token)).await;
+                assert_eq!(status, 200);
+                let now = order["status"].as_str().unwrap().to_string();
+                if seen.last() != Some(&now) {
+                    seen.push(now);
+                }
+            }
+            seen
+        };
+        // Confirming delivery in a tight loop from several clients, starting
+        // as the fulfilment is sent: 409 until dispatch has it out for
+        // delivery, then 200.
+        let race = async {
+            let fulfil = async {
+                let (status, _) = bakery
+                    .post(
+                        "/order/fulfilled",
+                        Some(BAKER_TOKEN),
+                        &json!({"orderId": id}),
+                    )
+                    .await;
+                assert_eq!(status, 200);
+            };
+            let racers = futures::future::join_all((0..RACERS).map(|_| async {
+                let deadline = Instant::now() + LIMIT;
+                let mut answers = vec![];
+                let mut current = 0;
+                loop {
+                    let (status, body) = bakery
+                        .post(
+                            "/order/delivered",
+                            Some(&token),
+                            &json!({"orderId": id, "orderReview": "raced"}),
+                        )
+                        .await;
+                    answers.push(status);
+                    match status {
+                        409 => {
+                            let now = rank(body["currentStatus"].as_str().unwrap());
+                            assert!(now <= 1 && now >= current, "{body}");
+                            current = now;
+                        }
+                        200 => {
+                            assert_eq!(body["status"], "delivered");
+                            return answers;
+                        }
+                        other => panic!("delivered answered {other}: {body}"),
+                    }
+                    assert!(Instant::now() < deadline, "never out for delivery");
+                }
+            }));
+            let ((), answers) = tokio::join!(fulfil, racers);
+            watching.store(false, Ordering::Relaxed);
+            answers
+        };
+        let (seen, answers) = tokio::join!(watcher, race);
+        let ranks: Vec<usize> = seen.iter().map(|s| rank(s)).collect();
+        assert!(ranks.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+        for racer in &answers {
+            let (last, before) = racer.split_last().unwrap();
+            assert_eq!(*last, 200);
+            assert!(before.iter().all(|s| *s == 409), "{racer:?}");
+            conflicts += before.len();
+            delivered += 1;
+        }
+        wait_for(&bakery, &id, "customer_service_notified", LIMIT).await;
+        // The delivery company's queue may be behind customer service's.
+        let order = wait_for(&bakery, &id, "delivery_notified", LIMIT).await;
+        assert_eq!(order["status"], "delivered");
+        assert_eq!(steps_of(&order).len(), 7, "{order}");
+        // Every racer's 200 sent the review on; customer service hears once.
+        assert_eq!(bakery.emails_to("care@bakery.local", &id).len(), 1);
+        if round == 0 {
+            println!("race {round}: statuses seen {seen:?}, answers {answers:?}");
+        }
+    }
+    println!(
+        "delivery race: {ROUNDS} orders x {RACERS} clients, {conflicts} answers 409 then \
+         {delivered} answers 200, no 5xx, never backwards"
+    );
+}
