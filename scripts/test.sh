@@ -17,6 +17,8 @@ echo "== deployment templates"
 scripts/check-templates.sh
 echo "== pages in a real browser"
 tests/browser/run.sh
+echo "== the API against its OpenAPI description (schemathesis)"
+tests/schemathesis/run.sh
 # Last, so its summary closes the output.
 echo "== Rust tests (unit, adapters against SQLite, SMTP, webhooks and the AWS emulator, end to end)"
 cargo test --workspace
