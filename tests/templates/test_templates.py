@@ -31,7 +31,22 @@ CRATES = ["order", "notify-baker", "fulfilled", "dispatch", "notify-delivery", "
 
 # crate -> (always set, optional, pairs of which exactly one is set)
 ENV = {
-    "order": ({"ORDERS_TABLE", "ORDER_STREAM", "BAKER_TOKEN", "CUSTOMER_TOKEN_SECRET"}, {"CATALOG_JSON"}, []),
+    "order": (
+        {
+            "ORDERS_TABLE",
+            "ORDER_STREAM",
+            "BAKER_TOKEN",
+            "CUSTOMER_TOKEN_SECRET",
+            # the operator's page
+            "DELIVERY_QUEUE_URL",
+            "DELIVERY_DLQ_URL",
+            "FEEDBACK_QUEUE_URL",
+            "FEEDBACK_DLQ_URL",
+            "STREAM_FAILURES_URL",
+        },
+        {"CATALOG_JSON"},
+        [],
+    ),
     "notify-baker": ({"ORDERS_TABLE", "MAIL_FROM", "BAKER_EMAIL"}, {"PUBLIC_URL"}, []),
     "fulfilled": ({"ORDERS_TABLE", "ORDER_STREAM", "BAKER_TOKEN"}, set(), []),
     "dispatch": ({"ORDERS_TABLE", "DELIVERY_QUEUE_URL"}, set(), []),
@@ -50,8 +65,21 @@ ENV = {
 
 SECRET_ENV = {"BAKER_TOKEN": "BakerToken", "CUSTOMER_TOKEN_SECRET": "CustomerTokenSecret", "WEBHOOK_SECRET": "WebhookSecret"}
 
+# The web pages (crate web), which the order function serves on AWS.
+WEB_ROUTES = {
+    ("GET", "/"),
+    ("POST", "/shop/order"),
+    ("GET", "/track/{orderId}"),
+    ("GET", "/baker"),
+    ("GET", "/baker/orders"),
+    ("GET", "/operator"),
+    ("GET", "/operator/status"),
+    ("POST", "/operator/dead-letters/{id}/redrive"),
+    ("GET", "/static/{file}"),
+}
+
 HTTP_ROUTES = {
-    "order": {("POST", "/order"), ("GET", "/order/{orderId}"), ("GET", "/products")},
+    "order": {("POST", "/order"), ("GET", "/order/{orderId}"), ("GET", "/products")} | WEB_ROUTES,
     "fulfilled": {("POST", "/order/fulfilled")},
     "delivered": {("POST", "/order/delivered")},
 }
@@ -78,12 +106,25 @@ def _grant(actions, resources):
     return {a: set(resources) for a in actions}
 
 
+# The order function's index: the cake maker's page lists orders by status.
+STATUS_INDEX = "OrdersTable/index/by-status"
+
 # crate -> {action: {resource}}; a resource is a logical id, "ses-identity",
-# "log-group" (the function's own) or "*".
+# "log-group" (the function's own), STATUS_INDEX or "*".
 IAM = {
     "order": {
         **_grant(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem"], ["OrdersTable"]),
-        "kinesis:PutRecord": {"OrderStream"},
+        "dynamodb:Query": {STATUS_INDEX},
+        # PutRecord for orders; the rest for the operator's page: reading a
+        # failed stream range and putting it again, queue depths, looking at
+        # and redriving dead letters and stream failure notes.
+        **_grant(["kinesis:PutRecord", "kinesis:GetShardIterator", "kinesis:GetRecords"], ["OrderStream"]),
+        "sqs:GetQueueAttributes": {"DeliveryQueue", "FeedbackQueue"},
+        **_grant(
+            ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"],
+            ["DeliveryDeadLetterQueue", "FeedbackDeadLetterQueue", "StreamFailuresQueue"],
+        ),
+        "sqs:SendMessage": {"DeliveryQueue", "FeedbackQueue"},
     },
     "notify-baker": {
         **_grant(KINESIS_READ, ["OrderStream"]),
@@ -278,6 +319,13 @@ def resource_keys(value):
             return {"log-group" if target.endswith("LogGroup") else target}
         if "Fn::Sub" in value:
             text = value["Fn::Sub"] if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"][0]
+            index = re.fullmatch(
+                r"arn:\$\{AWS::Partition\}:dynamodb:\$\{AWS::Region\}:\$\{AWS::AccountId\}"
+                r":table/\$\{(\w+)\}/index/([\w.-]+)",
+                text,
+            )
+            if index:
+                return {f"{index.group(1)}/index/{index.group(2)}"}
             if ":ses:" in text and ":identity/" in text:
                 return {"ses-identity"}
             if ":logs:" in text and ":log-group:" in text:
@@ -720,9 +768,22 @@ def test_serverless_each_function_has_exactly_its_grants(sls):
         assert [st["Resource"]["Fn::Sub"].endswith(f"-{crate}:*") for st in logs] == [True], crate
 
 
-def test_no_function_is_given_the_index(sam, sls):
-    text = json.dumps(sam["Resources"]) + json.dumps(sls["resources"])
-    assert "/index/" not in text, "no Lambda queries by-status; grant the index ARN only where one does"
+def test_only_the_order_function_reads_the_index(sam, sls):
+    """The cake maker's page (served by the order function) queries
+    by-status; no other function touches an index, and no function may
+    query the table itself."""
+    for fns in (sam_functions(sam), sls_functions(sls)):
+        for crate, fn in fns.items():
+            text = json.dumps(fn["role"])
+            if crate == "order":
+                assert text.count("/index/") == 1, crate
+            else:
+                assert "/index/" not in text, f"{crate} is given an index"
+            for action, resources in grants(fn["role"]).items():
+                if action == "dynamodb:Query":
+                    assert resources == {STATUS_INDEX}, crate
+                elif action.startswith("dynamodb:"):
+                    assert STATUS_INDEX not in resources, (crate, action)
 
 
 def test_roles_are_assumed_by_lambda_only(sam, sls):

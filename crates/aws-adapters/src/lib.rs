@@ -26,6 +26,9 @@
 //!   messages in exactly the shape Lambda hands them to functions.
 //! - [`partner`]: a partner function's webhook or SES email, from the
 //!   environment.
+//! - [`operations`]: the web pages' ports on AWS: `OrderQueries` over
+//!   [`DynamoStore`], and [`operations::AwsOperations`] (queue depths, dead
+//!   letters and stream failures, their redrive).
 //! - [`provision`]: creating the table, stream and queues on an emulator or
 //!   in tests (in AWS the SAM/serverless templates own them).
 //! - `emulator` (feature `emulator`): a moto server for tests.
@@ -38,6 +41,7 @@ pub mod emulator;
 pub mod env;
 mod error;
 pub mod logging;
+pub mod operations;
 pub mod partner;
 pub mod provision;
 pub mod readers;

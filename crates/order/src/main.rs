@@ -1,13 +1,21 @@
 //! The `order` Lambda function (API Gateway HTTP API): `POST /order`,
 //! `GET /order/{orderId}` and `GET /products`, over the DynamoDB order
-//! table and the Kinesis order stream. The handlers live in the library.
+//! table and the Kinesis order stream, and the web pages (`web::router`):
+//! the shop, order tracking, the cake maker's list and the operator's view
+//! over the queues, dead-letter queues and stream failures. The handlers
+//! live in the libraries.
 
 use std::sync::Arc;
 
+use aws_adapters::operations::{AwsOperations, OperationsConfig, QueueUrls};
 use aws_adapters::{Clients, DynamoStore, env};
 use domain::Catalog;
 use domain::auth::{CustomerTokens, TokenHash};
 use lambda_http::Error;
+
+/// The stream consumers, as the operator's page names them (and as their
+/// function names end: `bakery-notify-baker`, `bakery-prod-dispatch`).
+const STREAM_CONSUMERS: [&str; 2] = ["notify-baker", "dispatch"];
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -20,13 +28,40 @@ async fn main() -> Result<(), Error> {
         Some(json) => Catalog::from_json(&json).map_err(|e| format!("CATALOG_JSON: {e}"))?,
         None => Catalog::default(),
     };
+    // What the operator's page looks at.
+    let operations = OperationsConfig {
+        stream: stream.clone(),
+        consumers: STREAM_CONSUMERS.map(String::from).to_vec(),
+        queues: vec![
+            QueueUrls {
+                name: "delivery".into(),
+                url: env::required("DELIVERY_QUEUE_URL")?,
+                dead_letter_url: env::required("DELIVERY_DLQ_URL")?,
+            },
+            QueueUrls {
+                name: "feedback".into(),
+                url: env::required("FEEDBACK_QUEUE_URL")?,
+                dead_letter_url: env::required("FEEDBACK_DLQ_URL")?,
+            },
+        ],
+        stream_failures_url: env::required("STREAM_FAILURES_URL")?,
+    };
 
     let clients = Clients::from_env().await;
+    let store = Arc::new(DynamoStore::new(&clients, table, stream));
+    let catalog = Arc::new(catalog);
     let deps = order::Deps {
-        store: Arc::new(DynamoStore::new(&clients, table, stream)),
-        catalog: Arc::new(catalog),
+        store: store.clone(),
+        catalog: catalog.clone(),
         customer_tokens,
         baker_token,
     };
-    lambda_http::run(order::router(deps)).await
+    let pages = web::router(web::WebDeps {
+        order_api: order::router(deps.clone()),
+        queries: store,
+        operations: Arc::new(AwsOperations::new(&clients, operations)),
+        catalog,
+        baker_token,
+    });
+    lambda_http::run(order::router(deps).merge(pages)).await
 }
