@@ -157,6 +157,20 @@ async fn the_whole_flow_runs_on_the_aws_apis() {
         }
     }
 
+    // The operator's page reads the same queues.
+    let (status, operations) = bakery.get("/operator/status", Some(BAKER_TOKEN)).await;
+    assert_eq!(status, 200, "{operations}");
+    let queues: Vec<&str> = operations["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(queues, ["delivery", "feedback"]);
+    assert!(operations["deadLetters"].as_array().unwrap().is_empty());
+    let (status, waiting) = bakery.get("/baker/orders", Some(BAKER_TOKEN)).await;
+    assert_eq!(status, 200, "{waiting}");
+
     let emails = moto.sent_emails().await;
     for (id, _) in &orders {
         let to_baker: Vec<&Value> = emails

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
+use aws_adapters::operations::{AwsOperations, OperationsConfig, QueueUrls};
 use aws_adapters::{DynamoStore, SesMailer, SqsQueue};
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
@@ -23,7 +24,9 @@ use axum::response::IntoResponse;
 use domain::Catalog;
 use domain::auth::{CustomerTokens, TokenHash};
 use domain::events::Email;
-use domain::ports::{MailError, Mailer, OrderStore, PartnerNotifier, Queue};
+use domain::ports::{
+    MailError, Mailer, Operations, OrderQueries, OrderStore, PartnerNotifier, Queue,
+};
 use embedded::Database;
 use futures::FutureExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -98,6 +101,8 @@ impl Bakery {
         };
         let Parts {
             store,
+            queries,
+            operations,
             delivery_queue,
             feedback_queue,
             mailer,
@@ -128,23 +133,18 @@ impl Bakery {
         )?;
 
         let baker_token = TokenHash::of(&secrets.baker_token);
-        // The web pages. The cake maker's and operator's reads exist only
-        // over the embedded database so far.
-        let pages = match &sources {
-            Sources::Embedded(db) => web::router(web::WebDeps {
-                order_api: order::router(order::Deps {
-                    store: store.clone(),
-                    catalog: catalog.clone(),
-                    customer_tokens: CustomerTokens::new(secrets.customer_token_secret.clone()),
-                    baker_token,
-                }),
-                queries: Arc::new(db.clone()),
-                operations: Arc::new(db.clone()),
+        let pages = web::router(web::WebDeps {
+            order_api: order::router(order::Deps {
+                store: store.clone(),
                 catalog: catalog.clone(),
+                customer_tokens: CustomerTokens::new(secrets.customer_token_secret.clone()),
                 baker_token,
             }),
-            Sources::Aws { .. } => Router::new(),
-        };
+            queries,
+            operations,
+            catalog: catalog.clone(),
+            baker_token,
+        });
         let router = api_router(
             order::Deps {
                 store: store.clone(),
@@ -380,6 +380,9 @@ impl Mailer for RecordedMailer {
 /// The adapters the functions run on, for one backend.
 struct Parts {
     store: Arc<dyn OrderStore>,
+    /// What the cake maker's and the operator's pages read.
+    queries: Arc<dyn OrderQueries>,
+    operations: Arc<dyn Operations>,
     delivery_queue: Arc<dyn Queue>,
     feedback_queue: Arc<dyn Queue>,
     mailer: Arc<dyn Mailer>,
@@ -412,6 +415,8 @@ impl Parts {
         };
         Ok(Parts {
             store: Arc::new(db.store()),
+            queries: Arc::new(db.clone()),
+            operations: Arc::new(db.clone()),
             delivery_queue: Arc::new(db.queue(names::DELIVERY_QUEUE)),
             feedback_queue: Arc::new(db.queue(names::FEEDBACK_QUEUE)),
             mailer: Arc::new(RecordedMailer {
@@ -426,17 +431,45 @@ impl Parts {
     async fn aws(config: &ServeConfig) -> Result<Parts> {
         let resources = Resources::connect(&config.aws, &config.tuning, &config.mail_from).await?;
         let clients = &resources.clients;
+        let store = Arc::new(DynamoStore::new(
+            clients,
+            &resources.table,
+            &resources.stream,
+        ));
+        let queue = |name: &str, url: &String, dead_letter_url: &String| QueueUrls {
+            name: name.into(),
+            url: url.clone(),
+            dead_letter_url: dead_letter_url.clone(),
+        };
+        let operations = AwsOperations::new(
+            clients,
+            OperationsConfig {
+                stream: resources.stream.clone(),
+                consumers: vec![names::NOTIFY_BAKER.into(), names::DISPATCH.into()],
+                queues: vec![
+                    queue(
+                        names::DELIVERY_QUEUE,
+                        &resources.delivery_queue_url,
+                        &resources.delivery_dlq_url,
+                    ),
+                    queue(
+                        names::FEEDBACK_QUEUE,
+                        &resources.feedback_queue_url,
+                        &resources.feedback_dlq_url,
+                    ),
+                ],
+                stream_failures_url: resources.stream_failures_url.clone(),
+            },
+        );
         Ok(Parts {
-            store: Arc::new(DynamoStore::new(
-                clients,
-                &resources.table,
-                &resources.stream,
-            )),
+            store: store.clone(),
+            queries: store,
+            operations: Arc::new(operations),
             delivery_queue: Arc::new(SqsQueue::new(clients, &resources.delivery_queue_url)),
             feedback_queue: Arc::new(SqsQueue::new(clients, &resources.feedback_queue_url)),
             mailer: Arc::new(SesMailer::new(clients, config.mail_from.clone())),
             sources: Sources::Aws {
-                resources,
+                resources: Box::new(resources),
                 poll: Duration::from_millis(config.aws.aws_poll_ms),
             },
             outbox: None,
@@ -448,7 +481,7 @@ impl Parts {
 enum Sources {
     Embedded(Database),
     Aws {
-        resources: Resources,
+        resources: Box<Resources>,
         poll: Duration,
     },
 }

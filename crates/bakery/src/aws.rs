@@ -16,6 +16,8 @@ pub struct Resources {
     pub stream: String,
     pub delivery_queue_url: String,
     pub feedback_queue_url: String,
+    pub delivery_dlq_url: String,
+    pub feedback_dlq_url: String,
     /// Where stream records go once their consumer gives up on them, as a
     /// Kinesis event source mapping's on-failure destination.
     pub stream_failures_url: String,
@@ -58,8 +60,10 @@ impl Resources {
         let delivery_dlq = queue("delivery-dlq", None).await?;
         let feedback_dlq = queue("feedback-dlq", None).await?;
         Ok(Resources {
-            delivery_queue_url: queue("delivery", Some(delivery_dlq)).await?,
-            feedback_queue_url: queue("feedback", Some(feedback_dlq)).await?,
+            delivery_queue_url: queue("delivery", Some(delivery_dlq.clone())).await?,
+            feedback_queue_url: queue("feedback", Some(feedback_dlq.clone())).await?,
+            delivery_dlq_url: delivery_dlq,
+            feedback_dlq_url: feedback_dlq,
             stream_failures_url: queue("stream-failures", None).await?,
             clients,
             table,
