@@ -1,0 +1,639 @@
+//! Driving a bakery over HTTP: order placement alone, or whole lifecycles.
+//!
+//! Closed loop (the default): `customers` tasks each start the next order
+//! (or lifecycle) as soon as the last one finished: this finds the maximum
+//! rate. Open loop (`rate`): arrivals at a fixed rate whatever the answers
+//! do, each arrival its own task, at most `customers` at once: this gives
+//! the latency at a chosen load without the coordinated-omission bias of a
+//! closed loop.
+//!
+//! A lifecycle is what the customer and the cake maker do: place the order,
+//! wait until the timeline shows `baker_notified`, mark it fulfilled (baker
+//! token), wait for `delivery_notified`, confirm delivery with a review
+//! (customer token), wait for `customer_service_notified`. Waiting polls
+//! `GET /order/{id}` with a short, doubling interval, bounded by a
+//! deadline. The propagation latencies come from the timeline of the last
+//! GET, i.e. from the bakery's own clock, so polling adds nothing to them.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+use indicatif::{ProgressBar, ProgressStyle};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use serde::{Deserialize, Serialize};
+
+use crate::machine::{self, MachineInfo};
+use crate::report::{DURABLE_ACK, RunReport, ServerUsage};
+use crate::stats::{Latency, per_second};
+
+/// What each customer does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Only `POST /order`, as fast as answers come: accepted orders/s.
+    Orders,
+    /// The whole flow, order to customer service: lifecycles/s.
+    Lifecycle,
+}
+
+/// The endpoints whose latency is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Endpoint {
+    PostOrder,
+    GetOrder,
+    PostFulfilled,
+    PostDelivered,
+}
+
+impl Endpoint {
+    pub const ALL: [Endpoint; 4] = [
+        Endpoint::PostOrder,
+        Endpoint::GetOrder,
+        Endpoint::PostFulfilled,
+        Endpoint::PostDelivered,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::PostOrder => "POST /order",
+            Endpoint::GetOrder => "GET /order/{id}",
+            Endpoint::PostFulfilled => "POST /order/fulfilled",
+            Endpoint::PostDelivered => "POST /order/delivered",
+        }
+    }
+}
+
+/// The propagation steps: from a step the client caused to the side effect
+/// the flow must produce, both times as the order's timeline records them.
+pub const PROPAGATION: [(&str, &str); 3] = [
+    ("placed", "baker_notified"),
+    ("fulfilled", "delivery_notified"),
+    ("delivered", "customer_service_notified"),
+];
+
+pub fn propagation_name(from: &str, to: &str) -> String {
+    format!("{from}->{to}")
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Base URL, without a trailing slash.
+    pub url: String,
+    pub baker_token: Option<String>,
+    pub mode: Mode,
+    pub customers: usize,
+    pub duration: Option<Duration>,
+    pub count: Option<u64>,
+    /// Arrivals per second (open loop); `None` for a closed loop.
+    pub rate: Option<f64>,
+    pub poll_min: Duration,
+    pub poll_max: Duration,
+    /// Longest wait for one propagation step before the lifecycle counts
+    /// as failed.
+    pub step_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Tries of one POST answered 5xx or not answered (same
+    /// Idempotency-Key each time).
+    pub post_tries: u32,
+    pub progress: bool,
+    /// The bakery's process id, to read its CPU time and memory.
+    pub server_pid: Option<u32>,
+    pub label: Option<String>,
+}
+
+/// Everything measured, shared by the tasks (short critical sections,
+/// never held across an await).
+#[derive(Default)]
+struct Recorder {
+    endpoints: BTreeMap<Endpoint, Latency>,
+    propagation: Vec<Latency>,
+    lifecycle: Latency,
+    errors: BTreeMap<String, u64>,
+}
+
+struct Shared {
+    config: LoadConfig,
+    http: reqwest::Client,
+    order_body: Vec<u8>,
+    baker_auth: Option<HeaderValue>,
+    started: Instant,
+    deadline: Option<Instant>,
+    tickets: AtomicU64,
+    stop: AtomicBool,
+    requests: AtomicU64,
+    accepted: AtomicU64,
+    lifecycles: AtomicU64,
+    failures: AtomicU64,
+    recorder: Mutex<Recorder>,
+}
+
+impl Shared {
+    fn recorder(&self) -> MutexGuard<'_, Recorder> {
+        self.recorder
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// May another order or lifecycle start?
+    fn take_ticket(&self) -> bool {
+        if self.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return false;
+        }
+        match self.config.count {
+            Some(count) => self.tickets.fetch_add(1, Ordering::Relaxed) < count,
+            None => true,
+        }
+    }
+
+    fn error(&self, what: String) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        *self.recorder().errors.entry(what).or_insert(0) += 1;
+    }
+
+    fn latency(&self, endpoint: Endpoint, latency: Duration) {
+        self.recorder()
+            .endpoints
+            .entry(endpoint)
+            .or_default()
+            .record(latency);
+    }
+
+    /// Sends a request, timing it. `Ok` with the body for a 2xx answer;
+    /// otherwise the error is counted by endpoint and status and `Err`
+    /// says whether trying again may help (5xx, no answer).
+    async fn send(
+        &self,
+        endpoint: Endpoint,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Vec<u8>, Retry> {
+        let sent = Instant::now();
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => {
+                self.error(format!("{}: {}", endpoint.name(), transport_error(&error)));
+                return Err(Retry(true));
+            }
+        };
+        let status = response.status();
+        let body = match response.bytes().await {
+            Ok(body) => body.to_vec(),
+            Err(error) => {
+                self.error(format!("{}: {}", endpoint.name(), transport_error(&error)));
+                return Err(Retry(true));
+            }
+        };
+        if status.is_success() {
+            self.latency(endpoint, sent.elapsed());
+            Ok(body)
+        } else {
+            self.error(format!("{}: {}", endpoint.name(), status.as_u16()));
+            Err(Retry(status.is_server_error()))
+        }
+    }
+
+    /// A POST, tried again on 5xx or no answer, up to `post_tries` times.
+    async fn post(
+        &self,
+        endpoint: Endpoint,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Option<Vec<u8>> {
+        for attempt in 1..=self.config.post_tries.max(1) {
+            match self.send(endpoint, build()).await {
+                Ok(body) => return Some(body),
+                Err(Retry(false)) => return None,
+                Err(Retry(true)) => {
+                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Whether a failed request is worth sending again.
+struct Retry(bool);
+
+fn transport_error(error: &reqwest::Error) -> &'static str {
+    if error.is_timeout() {
+        "timeout"
+    } else if error.is_connect() {
+        "cannot connect"
+    } else if error.is_body() || error.is_decode() {
+        "broken body"
+    } else {
+        "transport error"
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PlacedView {
+    order_id: String,
+    customer_token: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StepView {
+    pub step: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct OrderView {
+    pub timeline: Vec<StepView>,
+}
+
+impl OrderView {
+    pub fn at(&self, step: &str) -> Option<DateTime<Utc>> {
+        self.timeline.iter().find(|s| s.step == step).map(|s| s.at)
+    }
+
+    /// Microseconds from `from` to `to` by the timeline, if both happened
+    /// (0 if the clock went backwards).
+    pub fn micros_between(&self, from: &str, to: &str) -> Option<u64> {
+        let micros = (self.at(to)? - self.at(from)?).num_microseconds()?;
+        Some(u64::try_from(micros).unwrap_or(0))
+    }
+}
+
+/// The order every customer places (valid against the default catalog).
+fn order_body() -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "name": "Bench Customer",
+        "address": "1 Benchmark Street, 1000 Loadtown",
+        "productId": "chocolate-cake",
+        "quantity": 1,
+        "email": "bench@example.com",
+    }))
+    .unwrap_or_default()
+}
+
+fn bearer(token: &str) -> Result<HeaderValue> {
+    HeaderValue::from_str(&format!("Bearer {token}")).context("the token is not a valid header")
+}
+
+/// Places one order; its id and customer token when accepted.
+async fn place(shared: &Shared) -> Option<PlacedView> {
+    let key = uuid::Uuid::new_v4().to_string();
+    let url = format!("{}/order", shared.config.url);
+    let body = shared
+        .post(Endpoint::PostOrder, || {
+            shared
+                .http
+                .post(&url)
+                .header(CONTENT_TYPE, "application/json")
+                .header("idempotency-key", &key)
+                .body(shared.order_body.clone())
+        })
+        .await?;
+    match serde_json::from_slice::<PlacedView>(&body) {
+        Ok(placed) => {
+            shared.accepted.fetch_add(1, Ordering::Relaxed);
+            Some(placed)
+        }
+        Err(_) => {
+            shared.error("POST /order: 201 without orderId/customerToken".into());
+            None
+        }
+    }
+}
+
+/// Polls the order until its timeline has `step`; the order as last read.
+async fn wait_for(
+    shared: &Shared,
+    order_id: &str,
+    auth: &HeaderValue,
+    step: &str,
+) -> Option<OrderView> {
+    let url = format!("{}/order/{order_id}", shared.config.url);
+    let deadline = Instant::now() + shared.config.step_timeout;
+    let mut interval = shared.config.poll_min;
+    loop {
+        tokio::time::sleep(interval).await;
+        let request = shared.http.get(&url).header(AUTHORIZATION, auth.clone());
+        if let Ok(body) = shared.send(Endpoint::GetOrder, request).await {
+            match serde_json::from_slice::<OrderView>(&body) {
+                Ok(order) if order.at(step).is_some() => return Some(order),
+                Ok(_) => {}
+                Err(_) => {
+                    shared.error("GET /order/{id}: 200 without a timeline".into());
+                    return None;
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            shared.error(format!("wait for {step}: no step within the step timeout"));
+            return None;
+        }
+        interval = (interval * 2).min(shared.config.poll_max);
+    }
+}
+
+/// One whole lifecycle; `None` if any part of it failed (already counted).
+async fn lifecycle(shared: &Shared) -> Option<()> {
+    let started = Instant::now();
+    let placed = place(shared).await?;
+    let customer = bearer(&placed.customer_token).ok()?;
+    let baker = shared.baker_auth.clone()?;
+    let id = placed.order_id;
+
+    wait_for(shared, &id, &customer, "baker_notified").await?;
+    let url = format!("{}/order/fulfilled", shared.config.url);
+    let body =
+        serde_json::to_vec(&serde_json::json!({"orderId": id, "fulfillmentId": "oven-1"})).ok()?;
+    shared
+        .post(Endpoint::PostFulfilled, || {
+            shared
+                .http
+                .post(&url)
+                .header(CONTENT_TYPE, "application/json")
+                .header(AUTHORIZATION, baker.clone())
+                .body(body.clone())
+        })
+        .await?;
+
+    wait_for(shared, &id, &customer, "delivery_notified").await?;
+    let url = format!("{}/order/delivered", shared.config.url);
+    let body = serde_json::to_vec(&serde_json::json!({
+        "orderId": id,
+        "deliveryCompanyId": "van-1",
+        "orderReview": "Lovely cake, arrived on time.",
+    }))
+    .ok()?;
+    shared
+        .post(Endpoint::PostDelivered, || {
+            shared
+                .http
+                .post(&url)
+                .header(CONTENT_TYPE, "application/json")
+                .header(AUTHORIZATION, customer.clone())
+                .body(body.clone())
+        })
+        .await?;
+
+    let last = wait_for(shared, &id, &customer, "customer_service_notified").await?;
+    let mut recorder = shared.recorder();
+    for (index, (from, to)) in PROPAGATION.iter().enumerate() {
+        if let Some(micros) = last.micros_between(from, to) {
+            recorder.propagation[index].record_micros(micros);
+        }
+    }
+    recorder.lifecycle.record(started.elapsed());
+    drop(recorder);
+    shared.lifecycles.fetch_add(1, Ordering::Relaxed);
+    Some(())
+}
+
+async fn one(shared: &Shared) {
+    match shared.config.mode {
+        Mode::Orders => {
+            place(shared).await;
+        }
+        Mode::Lifecycle => {
+            lifecycle(shared).await;
+        }
+    }
+}
+
+async fn closed_loop(shared: Arc<Shared>) {
+    let mut customers = tokio::task::JoinSet::new();
+    for _ in 0..shared.config.customers.max(1) {
+        let shared = Arc::clone(&shared);
+        customers.spawn(async move {
+            while shared.take_ticket() {
+                one(&shared).await;
+            }
+        });
+    }
+    while customers.join_next().await.is_some() {}
+}
+
+async fn open_loop(shared: Arc<Shared>, rate: f64) {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let mut arrivals = tokio::task::JoinSet::new();
+    let mut issued: u64 = 0;
+    'arrivals: loop {
+        // Arrival i is due at i / rate seconds; the first at once.
+        let due = (shared.started.elapsed().as_secs_f64() * rate) as u64 + 1;
+        while issued < due {
+            if !shared.take_ticket() {
+                break 'arrivals;
+            }
+            issued += 1;
+            if in_flight.load(Ordering::Relaxed) >= shared.config.customers.max(1) {
+                shared.error("arrival skipped: all customers busy".into());
+                continue;
+            }
+            in_flight.fetch_add(1, Ordering::Relaxed);
+            let shared = Arc::clone(&shared);
+            let in_flight = Arc::clone(&in_flight);
+            arrivals.spawn(async move {
+                one(&shared).await;
+                in_flight.fetch_sub(1, Ordering::Relaxed);
+            });
+        }
+        // Reap finished arrivals so the set stays small.
+        while arrivals.try_join_next().is_some() {}
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    while arrivals.join_next().await.is_some() {}
+}
+
+fn progress_bar(config: &LoadConfig) -> ProgressBar {
+    if !config.progress {
+        return ProgressBar::hidden();
+    }
+    let (length, unit) = match (config.count, config.duration) {
+        (Some(count), _) => (count, "runs"),
+        (None, Some(duration)) => (duration.as_secs().max(1), "s"),
+        (None, None) => (0, ""),
+    };
+    let bar = ProgressBar::new(length);
+    let template =
+        format!("{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit} {{msg}}");
+    if let Ok(style) = ProgressStyle::with_template(&template) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Runs the load and reports what was measured.
+pub async fn run(config: LoadConfig) -> Result<RunReport> {
+    if config.duration.is_none() && config.count.is_none() {
+        bail!("give --duration or --count: a run must end by itself");
+    }
+    if config.mode == Mode::Lifecycle && config.baker_token.is_none() {
+        bail!("lifecycle mode needs the baker's token (--baker-token or --baker-token-file)");
+    }
+    if let Some(rate) = config.rate {
+        if !(rate > 0.0 && rate.is_finite()) {
+            bail!("--rate must be a positive number of arrivals per second");
+        }
+    }
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(config.customers.max(1))
+        .tcp_nodelay(true)
+        .timeout(config.request_timeout)
+        .build()
+        .context("cannot build the HTTP client")?;
+    // Fail early and clearly if nothing answers there.
+    http.get(format!("{}/products", config.url))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .with_context(|| format!("GET {}/products failed: is the bakery running?", config.url))?;
+
+    let baker_auth = config.baker_token.as_deref().map(bearer).transpose()?;
+    // Before the run: the load average then says what else was running.
+    let machine = MachineInfo::read();
+    let server_before = config.server_pid.and_then(machine::cpu_seconds_of);
+    let client_before = machine::own_cpu_seconds();
+    let started_at = Utc::now();
+    let started = Instant::now();
+    let shared = Arc::new(Shared {
+        deadline: config.duration.map(|d| started + d),
+        http,
+        order_body: order_body(),
+        baker_auth,
+        started,
+        tickets: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        requests: AtomicU64::new(0),
+        accepted: AtomicU64::new(0),
+        lifecycles: AtomicU64::new(0),
+        failures: AtomicU64::new(0),
+        recorder: Mutex::new(Recorder {
+            propagation: vec![Latency::new(); PROPAGATION.len()],
+            ..Recorder::default()
+        }),
+        config: config.clone(),
+    });
+
+    let bar = progress_bar(&config);
+    let ticker = {
+        let shared = Arc::clone(&shared);
+        let bar = bar.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let elapsed = shared.started.elapsed();
+                let accepted = shared.accepted.load(Ordering::Relaxed);
+                let lifecycles = shared.lifecycles.load(Ordering::Relaxed);
+                let position = match shared.config.count {
+                    Some(_) => match shared.config.mode {
+                        Mode::Orders => accepted,
+                        Mode::Lifecycle => lifecycles,
+                    },
+                    None => elapsed.as_secs(),
+                };
+                bar.set_position(position);
+                bar.set_message(format!(
+                    "{:.0} orders/s, {:.0} lifecycles/s, {} errors",
+                    per_second(accepted, elapsed),
+                    per_second(lifecycles, elapsed),
+                    shared.failures.load(Ordering::Relaxed)
+                ));
+            }
+        })
+    };
+
+    match config.rate {
+        None => closed_loop(Arc::clone(&shared)).await,
+        Some(rate) => open_loop(Arc::clone(&shared), rate).await,
+    }
+    let elapsed = started.elapsed();
+    ticker.abort();
+    bar.finish_and_clear();
+
+    let server = config.server_pid.map(|pid| ServerUsage {
+        pid,
+        cpu_s: match (server_before, machine::cpu_seconds_of(pid)) {
+            (Some(before), Some(after)) => Some(after - before),
+            _ => None,
+        },
+        memory: machine::memory_of(pid),
+    });
+    let client_cpu_s = match (client_before, machine::own_cpu_seconds()) {
+        (Some(before), Some(after)) => Some(after - before),
+        _ => None,
+    };
+    let recorder = std::mem::take(&mut *shared.recorder());
+    let accepted = shared.accepted.load(Ordering::Relaxed);
+    let lifecycles = shared.lifecycles.load(Ordering::Relaxed);
+    Ok(RunReport {
+        kind: "load".into(),
+        label: config.label.clone(),
+        mode: config.mode,
+        url: config.url.clone(),
+        customers: config.customers,
+        rate_target: config.rate,
+        duration_s: config.duration.map(|d| d.as_secs_f64()),
+        count: config.count,
+        started_at,
+        elapsed_s: elapsed.as_secs_f64(),
+        requests: shared.requests.load(Ordering::Relaxed),
+        orders_accepted: accepted,
+        orders_per_s: per_second(accepted, elapsed),
+        lifecycles_completed: lifecycles,
+        lifecycles_per_s: per_second(lifecycles, elapsed),
+        endpoints: recorder
+            .endpoints
+            .iter()
+            .map(|(endpoint, latency)| (endpoint.name().to_owned(), latency.summary()))
+            .collect(),
+        propagation: PROPAGATION
+            .iter()
+            .zip(&recorder.propagation)
+            .filter(|(_, latency)| latency.count() > 0)
+            .map(|((from, to), latency)| (propagation_name(from, to), latency.summary()))
+            .collect(),
+        lifecycle: (recorder.lifecycle.count() > 0).then(|| recorder.lifecycle.summary()),
+        errors: recorder.errors,
+        server,
+        client_cpu_s,
+        machine,
+        durable_ack: DURABLE_ACK.into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn propagation_is_read_from_the_timeline() {
+        let order: OrderView = serde_json::from_str(
+            r#"{"orderId": "x", "status": "delivered", "timeline": [
+                {"step": "placed", "at": "2026-01-01T10:00:00.000000Z"},
+                {"step": "baker_notified", "at": "2026-01-01T10:00:00.003250Z"},
+                {"step": "fulfilled", "at": "2026-01-01T10:00:00.010000Z"},
+                {"step": "out_for_delivery", "at": "2026-01-01T10:00:00.012000Z"},
+                {"step": "delivery_notified", "at": "2026-01-01T10:00:00.017000Z"},
+                {"step": "delivered", "at": "2026-01-01T10:00:00.020000Z"},
+                {"step": "customer_service_notified", "at": "2026-01-01T10:00:00.019000Z"}
+            ]}"#,
+        )
+        .unwrap();
+        let [(a, b), (c, d), (e, f)] = PROPAGATION;
+        assert_eq!(order.micros_between(a, b), Some(3250));
+        assert_eq!(order.micros_between(c, d), Some(7000));
+        // A clock that went backwards counts as no time, not as a panic.
+        assert_eq!(order.micros_between(e, f), Some(0));
+        assert_eq!(order.micros_between("placed", "nope"), None);
+    }
+
+    #[test]
+    fn the_order_body_is_valid_json_for_the_default_catalog() {
+        let body: serde_json::Value = serde_json::from_slice(&order_body()).unwrap();
+        assert_eq!(body["productId"], "chocolate-cake");
+        assert_eq!(body["quantity"], 1);
+    }
+}
