@@ -1,0 +1,65 @@
+//! dispatch given the Kinesis event the event source mapping really sends
+//! (base64 `data`, sequence numbers, `eventID`), answering the partial batch
+//! response Lambda reads with `ReportBatchItemFailures`. Fixtures:
+//! `tests/fixtures/kinesis-order-fulfilled*.json`.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use domain::events::DeliveryRequest;
+use domain::memory::{MemoryQueue, MemoryStore};
+use domain::{OrderId, Status};
+use lambda_check::fixtures::{self, ORDER_FULFILLED, POISON_SEQUENCE_NUMBER};
+use serde_json::json;
+
+fn setup() -> (Arc<MemoryStore>, Arc<MemoryQueue>, dispatch::Deps) {
+    let store = Arc::new(MemoryStore::default());
+    for order in fixtures::orders() {
+        store.insert(order);
+    }
+    let queue = Arc::new(MemoryQueue::default());
+    let deps = dispatch::Deps {
+        store: store.clone(),
+        delivery_queue: queue.clone(),
+    };
+    (store, queue, deps)
+}
+
+fn event(name: &str) -> KinesisEvent {
+    serde_json::from_str(&fixtures::text(name)).unwrap()
+}
+
+#[tokio::test]
+async fn a_batch_from_the_stream_succeeds_with_an_empty_failure_list() {
+    let (store, queue, deps) = setup();
+    let report = dispatch::handle(&deps, event("kinesis-order-fulfilled.json")).await;
+    let answer = serde_json::to_value(report.kinesis_response()).unwrap();
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+
+    let order_id = OrderId::parse(ORDER_FULFILLED).unwrap();
+    assert_eq!(
+        store.order(order_id).unwrap().status,
+        Status::OutForDelivery
+    );
+    let sent = queue.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    let request: DeliveryRequest = serde_json::from_str(&sent[0].body).unwrap();
+    assert_eq!(request.order_id, order_id);
+    assert_eq!(request.fulfillment_id.as_deref(), Some("oven-2"));
+}
+
+#[tokio::test]
+async fn a_poison_record_is_reported_by_its_sequence_number() {
+    let (_, queue, deps) = setup();
+    let report = dispatch::handle(&deps, event("kinesis-order-fulfilled-with-poison.json")).await;
+    let answer = serde_json::to_value(report.kinesis_response()).unwrap();
+    assert_eq!(
+        answer,
+        json!({"batchItemFailures": [{"itemIdentifier": POISON_SEQUENCE_NUMBER}]})
+    );
+    assert_eq!(
+        queue.sent.lock().unwrap().len(),
+        1,
+        "the good record went through"
+    );
+}

@@ -1,0 +1,67 @@
+//! notify-baker given the Kinesis event the event source mapping really
+//! sends (base64 `data`, sequence numbers, `eventID`), answering the
+//! partial batch response Lambda reads with `ReportBatchItemFailures`.
+//! Fixtures: `tests/fixtures/kinesis-order-placed*.json`.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use domain::memory::{MemoryMailer, MemoryStore};
+use domain::{OrderId, Step};
+use lambda_check::fixtures::{self, ORDER_PLACED, POISON_SEQUENCE_NUMBER};
+use serde_json::json;
+
+fn setup() -> (Arc<MemoryStore>, Arc<MemoryMailer>, notify_baker::Deps) {
+    let store = Arc::new(MemoryStore::default());
+    for order in fixtures::orders() {
+        store.insert(order);
+    }
+    let mailer = Arc::new(MemoryMailer::default());
+    let deps = notify_baker::Deps {
+        store: store.clone(),
+        mailer: mailer.clone(),
+        baker_email: "baker@bakery.example".into(),
+        api_url: "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com".into(),
+    };
+    (store, mailer, deps)
+}
+
+fn event(name: &str) -> KinesisEvent {
+    serde_json::from_str(&fixtures::text(name)).unwrap()
+}
+
+#[tokio::test]
+async fn a_batch_from_the_stream_succeeds_with_an_empty_failure_list() {
+    let (store, mailer, deps) = setup();
+    let report = notify_baker::handle(&deps, event("kinesis-order-placed.json")).await;
+    let answer = serde_json::to_value(report.kinesis_response()).unwrap();
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+
+    let sent = mailer.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].to, "baker@bakery.example");
+    assert!(
+        sent[0].subject.contains("2 × Carrot cake"),
+        "{}",
+        sent[0].subject
+    );
+    assert!(sent[0].text.contains("    12 Analytical Row\n    London\n"));
+    let order = store.order(OrderId::parse(ORDER_PLACED).unwrap()).unwrap();
+    assert!(order.reached(Step::BakerNotified));
+}
+
+#[tokio::test]
+async fn a_poison_record_is_reported_by_its_sequence_number() {
+    let (_, mailer, deps) = setup();
+    let report = notify_baker::handle(&deps, event("kinesis-order-placed-with-poison.json")).await;
+    let answer = serde_json::to_value(report.kinesis_response()).unwrap();
+    assert_eq!(
+        answer,
+        json!({"batchItemFailures": [{"itemIdentifier": POISON_SEQUENCE_NUMBER}]})
+    );
+    assert_eq!(
+        mailer.sent.lock().unwrap().len(),
+        1,
+        "the good record went through"
+    );
+}
