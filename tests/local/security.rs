@@ -640,8 +640,10 @@ async fn limits_on_bodies_fields_and_quantities_hold_at_their_edges() {
     )
     .await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
-    // Deeply nested JSON: refused, no stack overflow.
-    let nested = "[".repeat(100_000);
+    // Deeply nested JSON just under the size limit: refused, no stack
+    // overflow. (Bigger bodies are refused by size before they are read,
+    // which the raw exchange above shows.)
+    let nested = "[".repeat(16_000);
     let response = bakery
         .client
         .post(format!("{}/order", bakery.url))
@@ -649,11 +651,7 @@ async fn limits_on_bodies_fields_and_quantities_hold_at_their_edges() {
         .send()
         .await
         .unwrap();
-    assert!(
-        [400, 413].contains(&response.status().as_u16()),
-        "{}",
-        response.status()
-    );
+    assert_eq!(response.status(), 400);
     let nested = "[".repeat(10_000);
     let response = bakery
         .client

@@ -498,36 +498,39 @@ impl Sources {
     ) -> Result<Vec<JoinHandle<()>>> {
         let visibility = tuning.visibility_timeout();
         Ok(match self {
-            Sources::Embedded(db) => vec![
-                tokio::spawn(run_stream_consumer(
-                    EmbeddedStream::new(db.clone(), names::NOTIFY_BAKER),
-                    names::NOTIFY_BAKER,
-                    notify_baker,
-                    tuning.clone(),
-                    stop.clone(),
-                )),
-                tokio::spawn(run_stream_consumer(
-                    EmbeddedStream::new(db.clone(), names::DISPATCH),
-                    names::DISPATCH,
-                    dispatch,
-                    tuning.clone(),
-                    stop.clone(),
-                )),
-                tokio::spawn(run_queue_consumer(
-                    EmbeddedQueue::new(db.clone(), names::DELIVERY_QUEUE, visibility),
-                    names::DELIVERY_QUEUE,
-                    notify_delivery,
-                    tuning.clone(),
-                    stop.clone(),
-                )),
-                tokio::spawn(run_queue_consumer(
-                    EmbeddedQueue::new(db.clone(), names::FEEDBACK_QUEUE, visibility),
-                    names::FEEDBACK_QUEUE,
-                    feedback,
-                    tuning.clone(),
-                    stop.clone(),
-                )),
-            ],
+            Sources::Embedded(db) => {
+                let mut workers = vec![
+                    tokio::spawn(run_stream_consumer(
+                        EmbeddedStream::new(db.clone(), names::NOTIFY_BAKER),
+                        names::NOTIFY_BAKER,
+                        notify_baker,
+                        tuning.clone(),
+                        stop.clone(),
+                    )),
+                    tokio::spawn(run_stream_consumer(
+                        EmbeddedStream::new(db.clone(), names::DISPATCH),
+                        names::DISPATCH,
+                        dispatch,
+                        tuning.clone(),
+                        stop.clone(),
+                    )),
+                ];
+                for (queue, handler) in [
+                    (names::DELIVERY_QUEUE, notify_delivery),
+                    (names::FEEDBACK_QUEUE, feedback),
+                ] {
+                    for _ in 0..tuning.queue_pollers {
+                        workers.push(tokio::spawn(run_queue_consumer(
+                            EmbeddedQueue::new(db.clone(), queue, visibility),
+                            queue,
+                            handler.clone(),
+                            tuning.clone(),
+                            stop.clone(),
+                        )));
+                    }
+                }
+                workers
+            }
             Sources::Aws { resources, poll } => {
                 let kinesis = |name| {
                     KinesisStream::open(

@@ -249,6 +249,18 @@ pub struct Tuning {
     #[arg(long, env = "BAKERY_QUEUE_BATCH", default_value_t = 10, global = true)]
     pub queue_batch: usize,
 
+    /// Independent pollers per local queue, each receiving and handling its
+    /// own batches (like Lambda's SQS `MaximumConcurrency`). Receives are
+    /// atomic, so no message goes to two pollers at once.
+    #[arg(
+        long,
+        env = "BAKERY_QUEUE_POLLERS",
+        default_value_t = 4,
+        value_parser = clap::value_parser!(u16).range(1..),
+        global = true
+    )]
+    pub queue_pollers: u16,
+
     /// How long a received message stays hidden from other receives.
     #[arg(
         long,

@@ -14,11 +14,18 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // Handlers log a line per order: a background thread writes them to
+    // stderr so no request or batch waits on the terminal or pipe. Not
+    // lossy (a full buffer makes the logger wait rather than drop a dead
+    // letter's line); `_flush` writes out what is left when main returns.
+    let (stderr, _flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("BAKERY_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(Cli::parse()).await {
