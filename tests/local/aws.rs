@@ -58,13 +58,7 @@ async fn the_whole_flow_runs_on_the_aws_apis() {
     }
     for (id, _) in &orders {
         wait_for(&bakery, id, "baker_notified").await;
-        let (status, body) = bakery
-            .post(
-                "/order/fulfilled",
-                Some(BAKER_TOKEN),
-                &json!({"orderId": id}),
-            )
-            .await;
+        let (status, body) = bakery.fulfil(id).await;
         assert_eq!(status, 200, "{body}");
     }
     for (id, token) in &orders {

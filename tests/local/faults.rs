@@ -450,13 +450,7 @@ async fn a_partner_failing_hanging_or_down_dead_letters_and_redrive_delivers_onc
     let fulfil = |id: String| {
         let bakery = &bakery;
         async move {
-            let (status, body) = bakery
-                .post(
-                    "/order/fulfilled",
-                    Some(BAKER_TOKEN),
-                    &json!({"orderId": id}),
-                )
-                .await;
+            let (status, body) = bakery.fulfil(&id).await;
             assert_eq!(status, 200, "{body}");
         }
     };
@@ -1099,13 +1093,7 @@ async fn delivering_while_dispatch_runs_is_409_then_200_and_never_backwards() {
         // delivery, then 200.
         let race = async {
             let fulfil = async {
-                let (status, _) = bakery
-                    .post(
-                        "/order/fulfilled",
-                        Some(BAKER_TOKEN),
-                        &json!({"orderId": id}),
-                    )
-                    .await;
+                let (status, _) = bakery.fulfil(&id).await;
                 assert_eq!(status, 200);
             };
             let racers = futures::future::join_all((0..RACERS).map(|_| async {

@@ -164,14 +164,7 @@ async fn finish_orders(
     orders: &[(String, String)],
 ) {
     let results = each(orders.to_vec(), 64, |(id, _)| async move {
-        bakery
-            .post(
-                "/order/fulfilled",
-                Some(BAKER_TOKEN),
-                &json!({"orderId": id}),
-            )
-            .await
-            .0
+        bakery.fulfil(&id).await.0
     })
     .await;
     assert!(results.iter().all(|s| *s == 200), "{results:?}");
@@ -335,16 +328,7 @@ async fn sigkill_in_the_middle_loses_no_acknowledged_order() {
     // Kill again while dispatch and the delivery company are busy.
     let results = each(acknowledged.clone(), 32, |(id, _)| {
         let bakery = &bakery;
-        async move {
-            bakery
-                .post(
-                    "/order/fulfilled",
-                    Some(BAKER_TOKEN),
-                    &json!({"orderId": id}),
-                )
-                .await
-                .0
-        }
+        async move { bakery.fulfil(&id).await.0 }
     })
     .await;
     assert!(results.iter().all(|s| *s == 200));
@@ -398,13 +382,7 @@ async fn a_partner_failing_one_order_dead_letters_it_and_the_rest_flow() {
         orders.push((id_of(&order), name));
     }
     for (id, _) in &orders {
-        let (status, _) = bakery
-            .post(
-                "/order/fulfilled",
-                Some(BAKER_TOKEN),
-                &json!({"orderId": id}),
-            )
-            .await;
+        let (status, _) = bakery.fulfil(id).await;
         assert_eq!(status, 200);
     }
     let listed = eventually("the dead letter", LIMIT, || async {

@@ -306,13 +306,7 @@ async fn customers_reach_only_their_own_orders() {
         }
     };
     assert_eq!(steal(b_id.clone()).await, 403);
-    let (status, _) = bakery
-        .post(
-            "/order/fulfilled",
-            Some(BAKER_TOKEN),
-            &json!({"orderId": b_id}),
-        )
-        .await;
+    let (status, _) = bakery.fulfil(&b_id).await;
     assert_eq!(status, 200);
     wait_for(&bakery, &b_id, "out_for_delivery", LIMIT).await;
     assert_eq!(steal(b_id.clone()).await, 403);
@@ -376,13 +370,7 @@ async fn email_header_injection_is_impossible_and_mail_is_plain_text() {
     }
     for placed in &accepted {
         let id = id_of(placed);
-        let (status, _) = bakery
-            .post(
-                "/order/fulfilled",
-                Some(BAKER_TOKEN),
-                &json!({"orderId": id}),
-            )
-            .await;
+        let (status, _) = bakery.fulfil(&id).await;
         assert_eq!(status, 200);
         wait_for(&bakery, &id, "delivery_notified", LIMIT).await;
         let (status, _) = bakery
@@ -471,13 +459,7 @@ async fn webhooks_signed_with_the_wrong_secret_are_refused() {
     })
     .await;
     let id = id_of(&bakery.order("Ada").await);
-    let (status, _) = bakery
-        .post(
-            "/order/fulfilled",
-            Some(BAKER_TOKEN),
-            &json!({"orderId": id}),
-        )
-        .await;
+    let (status, _) = bakery.fulfil(&id).await;
     assert_eq!(status, 200);
     let letter = eventually("the refused notification", LIMIT, || async {
         dead_letters(&bakery).await.into_iter().next()

@@ -155,6 +155,16 @@ impl Bakery {
         answer(request.send().await.unwrap()).await
     }
 
+    /// The cake maker marks an order fulfilled.
+    pub async fn fulfil(&self, order_id: &str) -> (u16, Value) {
+        self.post(
+            "/order/fulfilled",
+            Some(BAKER_TOKEN),
+            &json!({ "orderId": order_id }),
+        )
+        .await
+    }
+
     /// Places an order and returns the 201 body (with `customerToken`).
     pub async fn order(&self, name: &str) -> Value {
         let (status, body) = self.post("/order", None, &order_body(name)).await;
