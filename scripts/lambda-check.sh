@@ -11,6 +11,7 @@
 #   scripts/lambda-check.sh --no-arm64   # build and measure this machine's architecture only
 #   scripts/lambda-check.sh --no-build   # measure the last builds again
 #   RUNS=9 scripts/lambda-check.sh
+#   scripts/lambda-check.sh --meta source=my-branch   # an extra fact for the JSON's "build"
 #
 # Not part of scripts/test.sh: release builds of seven binaries with the AWS
 # SDK take minutes on a small machine (docs/lambda.md has the times).
@@ -26,13 +27,16 @@ RESULTS=bench/results/lambda.json
 
 build=yes
 arm64=yes
-for arg in "$@"; do
-    case "$arg" in
+extra_meta=()
+while [ $# -gt 0 ]; do
+    case "$1" in
         --no-build) build=no ;;
         --no-arm64) arm64=no ;;
+        --meta) extra_meta+=(--meta "${2:?--meta needs KEY=VALUE}"); shift ;;
         -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
-        *) echo "unknown argument: $arg (see --help)" >&2; exit 2 ;;
+        *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
+    shift
 done
 
 echo "== tools" >&2
@@ -105,7 +109,8 @@ done
 meta=(--meta "note=$deploy_note" --meta "measuredArch=$host_arch"
       --meta "builtArches=${arches[*]}" --meta "cargoLambda=$CARGO_LAMBDA_VERSION"
       --meta "rustc=$(rustc --version)"
-      --meta "commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)")
+      --meta "commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+      ${extra_meta[@]+"${extra_meta[@]}"})
 for arch in "${!build_seconds[@]}"; do
     meta+=(--meta "buildSeconds.$arch=${build_seconds[$arch]}")
 done
