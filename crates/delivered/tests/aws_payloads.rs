@@ -12,10 +12,7 @@ use lambda_check::http::{body_json, invoke};
 use serde_json::{Value, json};
 
 fn app() -> (Arc<MemoryStore>, Arc<MemoryQueue>, Router) {
-    let store = Arc::new(MemoryStore::default());
-    for order in fixtures::orders() {
-        store.insert(order);
-    }
+    let store = fixtures::seeded_store();
     let queue = Arc::new(MemoryQueue::default());
     let deps = delivered::Deps {
         store: store.clone(),

@@ -13,10 +13,7 @@ use lambda_check::fixtures::{self, ORDER_FULFILLED, POISON_SEQUENCE_NUMBER};
 use serde_json::json;
 
 fn setup() -> (Arc<MemoryStore>, Arc<MemoryQueue>, dispatch::Deps) {
-    let store = Arc::new(MemoryStore::default());
-    for order in fixtures::orders() {
-        store.insert(order);
-    }
+    let store = fixtures::seeded_store();
     let queue = Arc::new(MemoryQueue::default());
     let deps = dispatch::Deps {
         store: store.clone(),
@@ -26,7 +23,7 @@ fn setup() -> (Arc<MemoryStore>, Arc<MemoryQueue>, dispatch::Deps) {
 }
 
 fn event(name: &str) -> KinesisEvent {
-    serde_json::from_str(&fixtures::text(name)).unwrap()
+    fixtures::event(name)
 }
 
 #[tokio::test]

@@ -12,10 +12,7 @@ use lambda_check::fixtures::{self, ORDER_OUT_FOR_DELIVERY, POISON_FEEDBACK_MESSA
 use serde_json::json;
 
 fn setup() -> (Arc<MemoryStore>, Arc<MemoryPartner>, feedback::Deps) {
-    let store = Arc::new(MemoryStore::default());
-    for order in fixtures::orders() {
-        store.insert(order);
-    }
+    let store = fixtures::seeded_store();
     let partner = Arc::new(MemoryPartner::default());
     let deps = feedback::Deps {
         store: store.clone(),
@@ -25,7 +22,7 @@ fn setup() -> (Arc<MemoryStore>, Arc<MemoryPartner>, feedback::Deps) {
 }
 
 fn event(name: &str) -> SqsEvent {
-    serde_json::from_str(&fixtures::text(name)).unwrap()
+    fixtures::event(name)
 }
 
 #[tokio::test]

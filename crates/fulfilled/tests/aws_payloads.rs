@@ -14,10 +14,7 @@ use lambda_check::http::{body_json, invoke};
 use serde_json::{Value, json};
 
 fn app() -> (Arc<MemoryStore>, Router) {
-    let store = Arc::new(MemoryStore::default());
-    for order in fixtures::orders() {
-        store.insert(order);
-    }
+    let store = fixtures::seeded_store();
     let deps = fulfilled::Deps {
         store: store.clone(),
         baker_token: TokenHash::of(BAKER_TOKEN),

@@ -57,6 +57,22 @@ pub fn json(name: &str) -> serde_json::Value {
     serde_json::from_str(&text(name)).unwrap_or_else(|e| panic!("fixture {name} is not JSON: {e}"))
 }
 
+/// Fixture `name` as the type Lambda hands a function, e.g. a
+/// `KinesisEvent` or an `SqsEvent`.
+pub fn event<T: serde::de::DeserializeOwned>(name: &str) -> T {
+    serde_json::from_str(&text(name))
+        .unwrap_or_else(|e| panic!("fixture {name} is not that event: {e}"))
+}
+
+/// An in-memory order table holding the orders the fixtures refer to.
+pub fn seeded_store() -> std::sync::Arc<domain::memory::MemoryStore> {
+    let store = std::sync::Arc::new(domain::memory::MemoryStore::default());
+    for order in orders() {
+        store.insert(order);
+    }
+    store
+}
+
 /// The customer token the fixtures present for `order_id` (one of the three
 /// orders above).
 pub fn customer_token(order_id: &str) -> String {

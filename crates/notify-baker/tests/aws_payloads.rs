@@ -12,10 +12,7 @@ use lambda_check::fixtures::{self, ORDER_PLACED, POISON_SEQUENCE_NUMBER};
 use serde_json::json;
 
 fn setup() -> (Arc<MemoryStore>, Arc<MemoryMailer>, notify_baker::Deps) {
-    let store = Arc::new(MemoryStore::default());
-    for order in fixtures::orders() {
-        store.insert(order);
-    }
+    let store = fixtures::seeded_store();
     let mailer = Arc::new(MemoryMailer::default());
     let deps = notify_baker::Deps {
         store: store.clone(),
@@ -27,7 +24,7 @@ fn setup() -> (Arc<MemoryStore>, Arc<MemoryMailer>, notify_baker::Deps) {
 }
 
 fn event(name: &str) -> KinesisEvent {
-    serde_json::from_str(&fixtures::text(name)).unwrap()
+    fixtures::event(name)
 }
 
 #[tokio::test]

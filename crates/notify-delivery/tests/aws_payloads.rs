@@ -12,10 +12,7 @@ use lambda_check::fixtures::{self, ORDER_FULFILLED, POISON_DELIVERY_MESSAGE_ID};
 use serde_json::json;
 
 fn setup() -> (Arc<MemoryStore>, Arc<MemoryPartner>, notify_delivery::Deps) {
-    let store = Arc::new(MemoryStore::default());
-    for order in fixtures::orders() {
-        store.insert(order);
-    }
+    let store = fixtures::seeded_store();
     let partner = Arc::new(MemoryPartner::default());
     let deps = notify_delivery::Deps {
         store: store.clone(),
@@ -25,7 +22,7 @@ fn setup() -> (Arc<MemoryStore>, Arc<MemoryPartner>, notify_delivery::Deps) {
 }
 
 fn event(name: &str) -> SqsEvent {
-    serde_json::from_str(&fixtures::text(name)).unwrap()
+    fixtures::event(name)
 }
 
 #[tokio::test]

@@ -13,10 +13,7 @@ use lambda_check::http::{body_json, invoke, request};
 use serde_json::{Value, json};
 
 fn app() -> (Arc<MemoryStore>, Router) {
-    let store = Arc::new(MemoryStore::default());
-    for order in fixtures::orders() {
-        store.insert(order);
-    }
+    let store = fixtures::seeded_store();
     let deps = order::Deps {
         store: store.clone(),
         catalog: Arc::new(Catalog::default()),
