@@ -456,6 +456,8 @@ async fn ctrl_c_stops_cleanly_and_a_restart_keeps_everything() {
 }
 
 mod aws;
+mod aws_faults;
 mod bad_input;
+mod fault_proxy;
 mod faults;
 mod security;

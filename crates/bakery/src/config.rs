@@ -37,16 +37,20 @@ pub enum DlqAction {
     List,
     /// Puts dead letters back where they came from, to be tried again.
     Redrive {
-        /// The dead letter's id (from `bakery dlq list`).
+        /// The dead letter's id (from `bakery dlq list`): a number on the
+        /// embedded backend; `delivery:<message id>`,
+        /// `feedback:<message id>` or `stream-failures:<message id>` with
+        /// `--backend aws`.
         #[arg(required_unless_present = "all", conflicts_with = "all")]
-        id: Option<i64>,
+        id: Option<String>,
         /// Redrive every dead letter.
         #[arg(long)]
         all: bool,
     },
 }
 
-/// Everything `serve` needs; `dlq` uses only `--data-dir`.
+/// Everything `serve` needs; `dlq` uses only `--data-dir`, or with
+/// `--backend aws` the `--aws-*` flags (it never provisions).
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
     /// Address the API listens on (port 0 picks a free port).
@@ -343,6 +347,64 @@ mod tests {
         assert!(Cli::try_parse_from(["bakery", "dlq", "redrive"]).is_err());
         assert!(Cli::try_parse_from(["bakery", "dlq", "redrive", "3", "--all"]).is_err());
         assert!(Cli::try_parse_from(["bakery", "dlq", "redrive", "--all"]).is_ok());
+    }
+
+    #[test]
+    fn redrive_takes_numbers_and_aws_ids_with_the_backend_flags() {
+        let cli = Cli::try_parse_from(["bakery", "dlq", "redrive", "3"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Dlq {
+                action: DlqAction::Redrive { id: Some(ref id), all: false }
+            }) if id == "3"
+        ));
+        assert_eq!(cli.serve.backend, Backend::Embedded);
+
+        let cli = Cli::try_parse_from([
+            "bakery",
+            "dlq",
+            "redrive",
+            "delivery:6c1a0e1e-2f4b-4f4e-9d1b-3c7a1b2c3d4e",
+            "--backend",
+            "aws",
+            "--aws-endpoint-url",
+            "http://127.0.0.1:5000",
+            "--aws-prefix",
+            "shop",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Dlq {
+                action: DlqAction::Redrive { id: Some(ref id), all: false }
+            }) if id == "delivery:6c1a0e1e-2f4b-4f4e-9d1b-3c7a1b2c3d4e"
+        ));
+        assert_eq!(cli.serve.backend, Backend::Aws);
+        assert_eq!(
+            cli.serve.aws.aws_endpoint_url.as_deref(),
+            Some("http://127.0.0.1:5000")
+        );
+        assert_eq!(
+            cli.serve.aws.name("stream-failures"),
+            "shop-stream-failures"
+        );
+
+        let cli =
+            Cli::try_parse_from(["bakery", "--backend", "aws", "dlq", "redrive", "--all"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Dlq {
+                action: DlqAction::Redrive {
+                    id: None,
+                    all: true
+                }
+            })
+        ));
+        assert_eq!(cli.serve.backend, Backend::Aws);
+        assert!(
+            Cli::try_parse_from(["bakery", "dlq", "list", "--backend", "aws"])
+                .is_ok_and(|cli| cli.serve.backend == Backend::Aws)
+        );
     }
 
     #[test]

@@ -1,16 +1,36 @@
 //! The operator's view of the dead letters: what failed, why, how often,
 //! and putting it back to be tried again once the cause is fixed.
 //!
-//! Redrive works on the data directory directly, so it can run while the
-//! bakery serves (the running consumers wake and take the redriven work) or
-//! while it is stopped (the work is taken at the next start).
+//! On the embedded backend redrive works on the data directory directly, so
+//! it can run while the bakery serves (the running consumers wake and take
+//! the redriven work) or while it is stopped (the work is taken at the next
+//! start).
+//!
+//! With `--backend aws` the dead letters are the messages in the delivery
+//! and feedback dead-letter queues and the notes in the stream-failures
+//! queue, found by the same `--aws-*` flags the bakery serves with and
+//! handled by [`AwsOperations`], as the operator's page does: a queue's
+//! dead letter is sent back to its queue, a stream failure's records are
+//! put on the stream again. Ids are strings there (`delivery:<message id>`,
+//! `stream-failures:<message id>`). This command never creates resources.
 
 use anyhow::{Context, Result, bail};
+use aws_adapters::operations::{AwsOperations, OperationsConfig, QueueUrls};
+use domain::ports::Operations;
 use embedded::Database;
 
-use crate::config::{DlqAction, ServeConfig};
+use crate::app::names;
+use crate::aws::Resources;
+use crate::config::{Backend, DlqAction, ServeConfig};
 
 pub async fn run(config: &ServeConfig, action: &DlqAction) -> Result<()> {
+    match config.backend {
+        Backend::Embedded => run_embedded(config, action).await,
+        Backend::Aws => run_aws(config, action).await,
+    }
+}
+
+async fn run_embedded(config: &ServeConfig, action: &DlqAction) -> Result<()> {
     if !config.data_dir.join("bakery.sqlite3").exists() {
         bail!(
             "no bakery database in {}; pass --data-dir",
@@ -30,8 +50,112 @@ pub async fn run(config: &ServeConfig, action: &DlqAction) -> Result<()> {
             println!("redrove {count} dead letter(s)");
         }
         DlqAction::Redrive { id: Some(id), .. } => {
-            if !db.redrive(*id).await? {
-                bail!("no dead letter {id}; `bakery dlq list` shows them");
+            let Ok(number) = id.trim().parse::<i64>() else {
+                bail!("no dead letter {id}: ids are numbers here; `bakery dlq list` shows them");
+            };
+            if !db.redrive(number).await? {
+                bail!("no dead letter {number}; `bakery dlq list` shows them");
+            }
+            println!("redrove dead letter {number}");
+        }
+        DlqAction::Redrive { id: None, .. } => bail!("name a dead letter id or pass --all"),
+    }
+    Ok(())
+}
+
+/// The AWS resources' dead letters, as the operator's page sees them.
+async fn aws_operations(config: &ServeConfig) -> Result<AwsOperations> {
+    let mut aws = config.aws.clone();
+    // Looking at dead letters must not create an empty set of resources
+    // under a mistyped prefix.
+    aws.aws_provision = false;
+    let resources = Resources::connect(&aws, &config.tuning, &config.mail_from)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot find the bakery's queues with prefix {:?}; check --aws-prefix, \
+                 --aws-endpoint-url and the AWS credentials and region",
+                aws.aws_prefix
+            )
+        })?;
+    let queue = |name: &str, url: &str, dead_letter_url: &str| QueueUrls {
+        name: name.into(),
+        url: url.into(),
+        dead_letter_url: dead_letter_url.into(),
+    };
+    Ok(AwsOperations::new(
+        &resources.clients,
+        OperationsConfig {
+            stream: resources.stream.clone(),
+            consumers: vec![names::NOTIFY_BAKER.into(), names::DISPATCH.into()],
+            queues: vec![
+                queue(
+                    names::DELIVERY_QUEUE,
+                    &resources.delivery_queue_url,
+                    &resources.delivery_dlq_url,
+                ),
+                queue(
+                    names::FEEDBACK_QUEUE,
+                    &resources.feedback_queue_url,
+                    &resources.feedback_dlq_url,
+                ),
+            ],
+            stream_failures_url: resources.stream_failures_url.clone(),
+        },
+    ))
+}
+
+async fn run_aws(config: &ServeConfig, action: &DlqAction) -> Result<()> {
+    let operations = aws_operations(config).await?;
+    match action {
+        DlqAction::List => {
+            let status = operations
+                .status()
+                .await
+                .context("cannot list the dead letters")?;
+            for letter in status.dead_letters {
+                println!("{}", serde_json::to_string(&letter)?);
+            }
+        }
+        DlqAction::Redrive { all: true, .. } => {
+            // The dead letters there are now; one that fails again after
+            // its redrive comes back under a new id, for the next look.
+            let letters = operations
+                .status()
+                .await
+                .context("cannot list the dead letters")?
+                .dead_letters;
+            let mut redriven = 0usize;
+            let mut gone = 0usize;
+            let mut failed = Vec::new();
+            for letter in letters {
+                match operations.redrive(letter.id.clone()).await {
+                    Ok(true) => redriven += 1,
+                    // Redriven by someone else meanwhile.
+                    Ok(false) => gone += 1,
+                    Err(error) => failed.push(format!("{}: {error}", letter.id)),
+                }
+            }
+            let mut said = format!("redrove {redriven} dead letter(s)");
+            if gone > 0 {
+                said.push_str(&format!("; {gone} already gone"));
+            }
+            println!("{said}");
+            if !failed.is_empty() {
+                bail!(
+                    "{} dead letter(s) could not be redriven and stay where they are:\n{}",
+                    failed.len(),
+                    failed.join("\n")
+                );
+            }
+        }
+        DlqAction::Redrive { id: Some(id), .. } => {
+            let redriven = operations
+                .redrive(id.clone())
+                .await
+                .with_context(|| format!("cannot redrive {id}"))?;
+            if !redriven {
+                bail!("no dead letter {id}; `bakery dlq list --backend aws` shows them");
             }
             println!("redrove dead letter {id}");
         }

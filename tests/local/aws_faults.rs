@@ -1,0 +1,1009 @@
+//! The faults of `faults.rs` on the AWS backend: the runner on DynamoDB,
+//! Kinesis, SQS and SES (an AWS API emulator, moto, started by each test),
+//! with a fault-injecting proxy between the two ([`FaultProxy`]) that makes
+//! chosen AWS operations answer 500 or 503, a delivery partner that fails
+//! or goes away, and SIGKILLs under load. Every outcome is read back
+//! through the AWS APIs themselves (the table, the stream, the queues, the
+//! mail SES accepted) or through the bakery's API; dead letters are listed
+//! and redriven with `bakery dlq --backend aws`. Nothing sleeps to wait:
+//! every wait polls with a deadline.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use aws_adapters::clients::MAX_ATTEMPTS;
+use aws_adapters::emulator::{Moto, clients_for};
+use aws_adapters::{Clients, KinesisReader};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_sqs::types::QueueAttributeName;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::process::Command;
+
+use crate::fault_proxy::{FaultProxy, KINESIS_PUT_RECORD, KINESIS_PUT_RECORDS, SES_SEND_EMAIL};
+use crate::support::*;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+const CREDENTIALS: [(&str, &str); 4] = [
+    ("AWS_ACCESS_KEY_ID", "testing"),
+    ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ("AWS_REGION", "us-east-1"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+];
+
+fn id_of(order: &Value) -> String {
+    order["orderId"].as_str().unwrap().to_string()
+}
+
+fn token_of(order: &Value) -> String {
+    order["customerToken"].as_str().unwrap().to_string()
+}
+
+/// One emulator, a proxy in front of it, and a prefix of our own.
+struct Rig {
+    moto: Moto,
+    proxy: FaultProxy,
+    prefix: String,
+    /// Straight to the emulator, past the proxy: what the test reads with.
+    clients: Clients,
+}
+
+impl Rig {
+    async fn start() -> Rig {
+        let moto = Moto::start().await;
+        let proxy = FaultProxy::start(&moto.endpoint).await;
+        let clients = clients_for(&moto.endpoint, None).await;
+        Rig {
+            moto,
+            proxy,
+            prefix: format!("bakery-{}", uuid::Uuid::new_v4().simple()),
+            clients,
+        }
+    }
+
+    /// The flags that put a bakery (or `bakery dlq`) on this rig.
+    fn backend_flags(&self) -> Vec<String> {
+        [
+            "--backend",
+            "aws",
+            "--aws-endpoint-url",
+            &self.proxy.url,
+            "--aws-prefix",
+            &self.prefix,
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    /// A bakery on this rig, creating the resources on first start.
+    async fn bakery(&self, extra: &[&str]) -> Bakery {
+        let mut args = self.backend_flags();
+        args.extend(["--aws-provision", "--aws-poll-ms", "50"].map(String::from));
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Bakery::start_with_env(&args, &CREDENTIALS).await
+    }
+
+    /// `bakery dlq ...` with `--backend aws` on this rig.
+    async fn dlq(&self, args: &[&str]) -> (bool, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_bakery"))
+            .arg("dlq")
+            .args(args)
+            .args(self.backend_flags())
+            .envs(CREDENTIALS)
+            .env("BAKERY_LOG", "warn")
+            .output()
+            .await
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
+    }
+
+    async fn dead_letters(&self) -> Vec<Value> {
+        let (ok, listed) = self.dlq(&["list"]).await;
+        assert!(ok, "{listed}");
+        listed
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    /// Waits until `bakery dlq list` shows `count` dead letters.
+    async fn wait_for_dead_letters(&self, count: usize) -> Vec<Value> {
+        eventually(&format!("{count} dead letter(s)"), LIMIT, || async {
+            let letters = self.dead_letters().await;
+            (letters.len() >= count).then_some(letters)
+        })
+        .await
+    }
+
+    /// Every order item in the table (`pk` = `order#<id>`), read consistently.
+    async fn order_items(&self) -> Vec<HashMap<String, AttributeValue>> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .clients
+                .dynamodb
+                .scan()
+                .table_name(format!("{}-orders", self.prefix))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .unwrap();
+            items.extend(
+                page.items()
+                    .iter()
+                    .filter(|item| {
+                        item.get("pk")
+                            .and_then(|pk| pk.as_s().ok())
+                            .is_some_and(|pk| pk.starts_with("order#"))
+                    })
+                    .cloned(),
+            );
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return items;
+            }
+        }
+    }
+
+    /// Every record on the order stream: (sequence number, order id, event type).
+    async fn stream_records(&self) -> Vec<(String, String, String)> {
+        let reader = KinesisReader::open(&self.clients, &format!("{}-orders", self.prefix))
+            .await
+            .unwrap();
+        let mut records = Vec::new();
+        for shard in reader.shards().await.unwrap() {
+            let mut after = None;
+            loop {
+                let page = reader.read(&shard, after.clone(), 1000).await.unwrap();
+                if page.is_empty() {
+                    break;
+                }
+                for record in &page {
+                    let event: Value = serde_json::from_slice(&record.kinesis.data).unwrap();
+                    records.push((
+                        record.kinesis.sequence_number.clone(),
+                        record.kinesis.partition_key.clone(),
+                        event["eventType"].as_str().unwrap().to_string(),
+                    ));
+                }
+                after = page.last().map(|r| r.kinesis.sequence_number.clone());
+            }
+        }
+        records
+    }
+
+    /// `order_placed` records per order id.
+    async fn placed_records(&self) -> HashMap<String, Vec<String>> {
+        let mut placed: HashMap<String, Vec<String>> = HashMap::new();
+        for (sequence, order, event) in self.stream_records().await {
+            if event == "order_placed" {
+                placed.entry(order).or_default().push(sequence);
+            }
+        }
+        placed
+    }
+
+    /// Emails SES accepted for the cake maker, per order id (from the
+    /// subject, "Please bake: ... (order <id>)").
+    async fn baker_emails(&self) -> HashMap<String, usize> {
+        let mut emails = HashMap::new();
+        for mail in self.moto.sent_emails().await {
+            assert_eq!(mail["destinations"]["ToAddresses"][0], "baker@bakery.local");
+            let subject = mail["subject"].as_str().unwrap_or_default();
+            let id = subject
+                .rsplit_once("(order ")
+                .and_then(|(_, rest)| rest.strip_suffix(')'))
+                .unwrap_or_else(|| panic!("a baker email's subject: {subject}"));
+            *emails.entry(id.to_string()).or_default() += 1;
+        }
+        emails
+    }
+
+    /// `ApproximateNumberOfMessages` of `<prefix>-<queue>`, asked of SQS.
+    async fn visible_messages(&self, queue: &str) -> u64 {
+        let url = self
+            .clients
+            .sqs
+            .get_queue_url()
+            .queue_name(format!("{}-{queue}", self.prefix))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let attributes = self
+            .clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .unwrap();
+        attributes.attributes().unwrap()[&QueueAttributeName::ApproximateNumberOfMessages]
+            .parse()
+            .unwrap()
+    }
+}
+
+/// `POST /order` with an Idempotency-Key: status, content type, body.
+async fn place(bakery: &Bakery, key: &str, name: &str) -> (u16, String, Value) {
+    let response = bakery
+        .client
+        .post(format!("{}/order", bakery.url))
+        .header("idempotency-key", key)
+        .json(&order_body(name))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, content_type, body)
+}
+
+async fn fulfil(bakery: &Bakery, id: &str) {
+    let (status, body) = bakery.fulfil(id).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+async fn deliver(bakery: &Bakery, placed: &Value) {
+    let (status, body) = bakery
+        .post(
+            "/order/delivered",
+            Some(&token_of(placed)),
+            &json!({"orderId": id_of(placed), "orderReview": "fine"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+fn has_step(order: &Value, step: &str) -> bool {
+    steps_of(order).iter().any(|s| s == step)
+}
+
+// ---------------------------------------------------------------------------
+// The stream write failing after the order is stored.
+
+#[tokio::test]
+async fn aws_stream_write_failing_after_the_order_is_stored_is_5xx_and_the_retry_completes_it_once()
+{
+    let started = Instant::now();
+    let rig = Rig::start().await;
+    let bakery = rig.bakery(&[]).await;
+
+    rig.proxy.fail(KINESIS_PUT_RECORD, 503);
+    rig.proxy.fail(KINESIS_PUT_RECORDS, 503);
+    let key = "aws-stream-write-fails";
+    let (refused_status, content_type, problem) = place(&bakery, key, "Stream Fault").await;
+    assert!(refused_status >= 500, "{refused_status}: {problem}");
+    assert_eq!(problem["status"], refused_status, "{problem}");
+    assert_eq!(content_type, "application/problem+json", "{problem}");
+    let refused =
+        rig.proxy.counts(KINESIS_PUT_RECORD).failed + rig.proxy.counts(KINESIS_PUT_RECORDS).failed;
+    assert!(refused >= 1, "the stream write was tried");
+
+    // The order was stored before the stream write failed, and nothing is
+    // on the stream for it.
+    let items = rig.order_items().await;
+    assert_eq!(items.len(), 1, "the order is in the table");
+    let stored = items[0]["orderId"].as_s().unwrap().to_string();
+    assert_eq!(items[0]["status"].as_s().unwrap(), "placed");
+    assert!(rig.placed_records().await.is_empty());
+
+    // The stream is back: the same request with the same key completes it.
+    rig.proxy.heal(KINESIS_PUT_RECORD);
+    rig.proxy.heal(KINESIS_PUT_RECORDS);
+    let (status, _, placed) = place(&bakery, key, "Stream Fault").await;
+    assert_eq!(status, 201, "{placed}");
+    assert_eq!(id_of(&placed), stored, "the order stored before the fault");
+
+    wait_for(&bakery, &stored, "baker_notified", LIMIT).await;
+    // The proxy sees the operations by the names it matches on.
+    let seen = rig.proxy.operations();
+    for operation in [
+        KINESIS_PUT_RECORD,
+        "Kinesis_20131202.GetRecords",
+        "AmazonSQS.ReceiveMessage",
+        "DynamoDB_20120810.GetItem",
+        SES_SEND_EMAIL,
+    ] {
+        assert!(seen.contains(operation), "{operation} in {seen:?}");
+    }
+    let items = rig.order_items().await;
+    assert_eq!(items.len(), 1, "exactly one order in the table");
+    let placed_records = rig.placed_records().await;
+    assert_eq!(placed_records.len(), 1, "{placed_records:?}");
+    assert_eq!(
+        placed_records[&stored].len(),
+        1,
+        "exactly one order_placed on the stream"
+    );
+    let emails = rig.baker_emails().await;
+    assert_eq!(emails.get(&stored), Some(&1), "{emails:?}");
+    assert_eq!(emails.len(), 1);
+    eprintln!(
+        "aws stream write fault: PutRecord answered 503 {refused} times (the SDK's {MAX_ATTEMPTS} \
+         attempts), POST /order {refused_status} problem+json; retried with the same key: 201, \
+         the same order; orders in the table 1, order_placed records 1, baker emails 1 ({:.1} s)",
+        started.elapsed().as_secs_f64(),
+    );
+}
+
+// ---------------------------------------------------------------------------
+// SES failing.
+
+#[tokio::test]
+async fn aws_ses_failing_dead_letters_baker_emails_and_redrive_sends_each_once() {
+    const MAX_TRIES: usize = 2;
+    let started = Instant::now();
+    let rig = Rig::start().await;
+    let delivery = Partner::start().await;
+    let care = Partner::start().await;
+    let bakery = rig
+        .bakery(&[
+            "--max-tries",
+            &MAX_TRIES.to_string(),
+            "--delivery-webhook-url",
+            &delivery.url,
+            "--customer-service-webhook-url",
+            &care.url,
+        ])
+        .await;
+
+    let ann = bakery.order("Ann").await;
+    let ann_id = id_of(&ann);
+    wait_for(&bakery, &ann_id, "baker_notified", LIMIT).await;
+
+    // SES fails: every SendEmail answers 500.
+    rig.proxy.fail(SES_SEND_EMAIL, 500);
+    let bob = id_of(&bakery.order("Bob").await);
+
+    // Meanwhile the rest of the flow goes on: Ann's cake is fulfilled,
+    // dispatched, announced to the delivery company, delivered, and
+    // customer service hears of it.
+    fulfil(&bakery, &ann_id).await;
+    wait_for(&bakery, &ann_id, "delivery_notified", LIMIT).await;
+    deliver(&bakery, &ann).await;
+    wait_for(&bakery, &ann_id, "customer_service_notified", LIMIT).await;
+
+    // Bob's record is tried max-tries times, then a note about it goes to
+    // the stream-failures queue and the consumer moves on; then Cat's.
+    rig.wait_for_dead_letters(1).await;
+    let cat = id_of(&bakery.order("Cat").await);
+    let letters = rig.wait_for_dead_letters(2).await;
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    let placed = rig.placed_records().await;
+    for id in [&bob, &cat] {
+        // The note names the record: the order's order_placed.
+        let sequence = &placed[id][0];
+        let letter = letters
+            .iter()
+            .find(|l| {
+                l["messageId"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(sequence.as_str())
+            })
+            .unwrap_or_else(|| panic!("a note naming {id}'s record {sequence}: {letters:?}"));
+        assert!(
+            letter["id"]
+                .as_str()
+                .unwrap()
+                .starts_with("stream-failures:"),
+            "{letter}"
+        );
+        assert_eq!(letter["source"], "notify-baker", "{letter}");
+        assert_eq!(letter["attempts"], MAX_TRIES, "{letter}");
+        let reason = letter["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("RetryAttemptsExhausted") && reason.contains("SendEmail"),
+            "{reason}"
+        );
+        let short: String = reason.chars().take(100).collect();
+        eprintln!("aws ses fault: {id} dead-lettered: {short}...");
+    }
+    assert_eq!(rig.visible_messages("stream-failures").await, 2);
+    let refused = rig.proxy.counts(SES_SEND_EMAIL).failed;
+    assert_eq!(
+        refused,
+        2 * MAX_TRIES * MAX_ATTEMPTS as usize,
+        "2 orders x max-tries x the SDK's attempts"
+    );
+    for id in [&bob, &cat] {
+        let order = bakery.order_status(id).await;
+        assert!(!has_step(&order, "baker_notified"), "{order}");
+    }
+
+    // SES is back: new orders flow at once; the notes wait for the operator.
+    rig.proxy.heal(SES_SEND_EMAIL);
+    let dan = id_of(&bakery.order("Dan").await);
+    wait_for(&bakery, &dan, "baker_notified", LIMIT).await;
+    let (ok, said) = rig.dlq(&["redrive", "--all"]).await;
+    assert!(ok && said.contains("redrove 2 dead letter"), "{said}");
+    for id in [&bob, &cat] {
+        wait_for(&bakery, id, "baker_notified", LIMIT).await;
+    }
+    assert!(rig.dead_letters().await.is_empty());
+    assert_eq!(rig.visible_messages("stream-failures").await, 0);
+
+    let emails = rig.baker_emails().await;
+    for id in [&ann_id, &bob, &cat, &dan] {
+        assert_eq!(
+            emails.get(id),
+            Some(&1),
+            "one baker email for {id}: {emails:?}"
+        );
+    }
+    assert_eq!(emails.len(), 4);
+    assert_eq!(delivery.accepted_ids().len(), 1);
+    assert_eq!(care.accepted_ids().len(), 1);
+    eprintln!(
+        "aws ses fault: 4 orders; SendEmail answered 500 {refused} times ({MAX_TRIES} tries x \
+         {MAX_ATTEMPTS} SDK attempts for each of 2 orders); 2 stream-failure notes, redriven \
+         with `bakery dlq redrive --all --backend aws`; baker emails 4, one per order; \
+         duplicates 0; meanwhile one order went fulfilled, delivered, customer service told \
+         ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The delivery partner down.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PartnerMode {
+    /// 204 to every well-signed call.
+    Up,
+    /// 500 to everything.
+    Failing,
+    /// The port is closed.
+    Down,
+}
+
+#[derive(Debug, Clone)]
+struct Call {
+    webhook_id: String,
+    order_id: String,
+    answered: u16,
+}
+
+/// A webhook partner that can answer 500 or close its port.
+#[derive(Clone)]
+struct SwitchPartner {
+    port: u16,
+    url: String,
+    mode: Arc<Mutex<PartnerMode>>,
+    calls: Arc<Mutex<Vec<Call>>>,
+    shutdown: Arc<Mutex<Option<tokio::sync::oneshot::Sender<()>>>>,
+}
+
+impl SwitchPartner {
+    async fn start() -> SwitchPartner {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let partner = SwitchPartner {
+            port,
+            url: format!("http://127.0.0.1:{port}/hooks"),
+            mode: Arc::new(Mutex::new(PartnerMode::Up)),
+            calls: Arc::default(),
+            shutdown: Arc::default(),
+        };
+        partner.serve(listener);
+        partner
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let app = axum::Router::new()
+            .route("/hooks", axum::routing::post(switch_receive))
+            .with_state(self.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        *self.shutdown.lock().unwrap() = Some(stop);
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+    }
+
+    async fn set_mode(&self, mode: PartnerMode) {
+        *self.mode.lock().unwrap() = mode;
+        let running = self.shutdown.lock().unwrap().is_some();
+        if mode == PartnerMode::Down && running {
+            if let Some(stop) = self.shutdown.lock().unwrap().take() {
+                let _ = stop.send(());
+            }
+            let port = self.port;
+            eventually("the partner's port to close", LIMIT, || async move {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_err()
+                    .then_some(())
+            })
+            .await;
+        } else if mode != PartnerMode::Down && !running {
+            let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+            self.serve(listener);
+        }
+    }
+
+    fn calls_for(&self, order_id: &str) -> Vec<Call> {
+        let calls = self.calls.lock().unwrap();
+        calls
+            .iter()
+            .filter(|c| c.order_id == order_id)
+            .cloned()
+            .collect()
+    }
+
+    /// Calls answered 2xx, per webhook id.
+    fn accepted(&self) -> HashMap<String, usize> {
+        let mut accepted = HashMap::new();
+        for call in self.calls.lock().unwrap().iter() {
+            if (200..300).contains(&call.answered) {
+                *accepted.entry(call.webhook_id.clone()).or_default() += 1;
+            }
+        }
+        accepted
+    }
+}
+
+async fn switch_receive(
+    State(partner): State<SwitchPartner>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    assert!(
+        outbound::verify_webhook(WEBHOOK_SECRET, &headers, &body),
+        "every call is signed"
+    );
+    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let answered = match *partner.mode.lock().unwrap() {
+        PartnerMode::Failing => StatusCode::INTERNAL_SERVER_ERROR,
+        PartnerMode::Up | PartnerMode::Down => StatusCode::NO_CONTENT,
+    };
+    partner.calls.lock().unwrap().push(Call {
+        webhook_id: headers
+            .get("webhook-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+        order_id: json["data"]["orderId"].as_str().unwrap_or("").to_string(),
+        answered: answered.as_u16(),
+    });
+    answered
+}
+
+#[tokio::test]
+async fn aws_partner_down_dead_letters_to_the_delivery_dlq_and_redrive_delivers_once() {
+    const MAX_TRIES: usize = 3;
+    let started = Instant::now();
+    let rig = Rig::start().await;
+    let delivery = SwitchPartner::start().await;
+    let care = Partner::start().await;
+    let bakery = rig
+        .bakery(&[
+            "--max-tries",
+            &MAX_TRIES.to_string(),
+            "--partner-attempts",
+            "1",
+            "--delivery-webhook-url",
+            &delivery.url,
+            "--customer-service-webhook-url",
+            &care.url,
+        ])
+        .await;
+
+    let ann = bakery.order("Ann").await;
+    let ann_id = id_of(&ann);
+    fulfil(&bakery, &ann_id).await;
+    wait_for(&bakery, &ann_id, "delivery_notified", LIMIT).await;
+
+    // The delivery company answers 500, then is gone altogether: after
+    // max-tries receives SQS moves each message to the dead-letter queue.
+    let mut failing = Vec::new();
+    for (name, mode) in [("Bob", PartnerMode::Failing), ("Cat", PartnerMode::Down)] {
+        delivery.set_mode(mode).await;
+        let id = id_of(&bakery.order(name).await);
+        fulfil(&bakery, &id).await;
+        let letter = eventually(&format!("the dead letter of {id}"), LIMIT, || async {
+            rig.dead_letters()
+                .await
+                .into_iter()
+                .find(|l| l["orderId"] == id.as_str())
+        })
+        .await;
+        eprintln!("aws partner {mode:?}: {id} dead-lettered: {letter}");
+        assert!(
+            letter["id"].as_str().unwrap().starts_with("delivery:"),
+            "{letter}"
+        );
+        assert_eq!(letter["source"], "delivery", "{letter}");
+        assert_eq!(letter["attempts"], MAX_TRIES, "{letter}");
+        let reason = letter["reason"].as_str().unwrap();
+        assert!(
+            reason.contains(&format!("after {MAX_TRIES} receives")),
+            "{reason}"
+        );
+        let calls = delivery.calls_for(&id);
+        if mode == PartnerMode::Failing {
+            assert_eq!(calls.len(), MAX_TRIES, "one call per try: {calls:?}");
+            assert!(calls.iter().all(|c| c.answered == 500));
+            let ids: HashSet<_> = calls.iter().map(|c| c.webhook_id.clone()).collect();
+            assert_eq!(ids.len(), 1, "one webhook id across tries: {calls:?}");
+        } else {
+            assert!(calls.is_empty(), "{calls:?}");
+        }
+        let order = bakery.order_status(&id).await;
+        assert!(!has_step(&order, "delivery_notified"), "{order}");
+        failing.push((id, letter["id"].as_str().unwrap().to_string()));
+    }
+    assert_eq!(rig.visible_messages("delivery-dlq").await, 2);
+
+    // While the delivery company is unreachable, the other steps go on:
+    // Ann confirms delivery and customer service hears of it; a new order
+    // reaches the cake maker.
+    deliver(&bakery, &ann).await;
+    wait_for(&bakery, &ann_id, "customer_service_notified", LIMIT).await;
+    let dan = id_of(&bakery.order("Dan").await);
+    wait_for(&bakery, &dan, "baker_notified", LIMIT).await;
+
+    // Back: new work flows at once; the operator redrives the rest.
+    delivery.set_mode(PartnerMode::Up).await;
+    let eve = id_of(&bakery.order("Eve").await);
+    fulfil(&bakery, &eve).await;
+    wait_for(&bakery, &eve, "delivery_notified", LIMIT).await;
+    // One by its id, then whatever is left.
+    let (bob, bob_letter) = &failing[0];
+    let (ok, said) = rig.dlq(&["redrive", bob_letter]).await;
+    assert!(
+        ok && said.contains(&format!("redrove dead letter {bob_letter}")),
+        "{said}"
+    );
+    wait_for(&bakery, bob, "delivery_notified", LIMIT).await;
+    let (ok, said) = rig.dlq(&["redrive", "--all"]).await;
+    assert!(ok && said.contains("redrove 1 dead letter"), "{said}");
+    let failing: Vec<String> = failing.into_iter().map(|(id, _)| id).collect();
+    for id in &failing {
+        wait_for(&bakery, id, "delivery_notified", LIMIT).await;
+    }
+    assert!(rig.dead_letters().await.is_empty());
+    assert_eq!(rig.visible_messages("delivery-dlq").await, 0);
+    let (ok, said) = rig.dlq(&["redrive", "delivery:no-such-message"]).await;
+    assert!(
+        !ok && said.contains("no dead letter delivery:no-such-message"),
+        "{said}"
+    );
+
+    let accepted = delivery.accepted();
+    assert_eq!(accepted.len(), 4, "{accepted:?}");
+    assert!(
+        accepted.values().all(|n| *n == 1),
+        "each webhook id accepted once: {accepted:?}"
+    );
+    for id in failing.iter().chain([&ann_id, &eve]) {
+        let accepted_for_order = delivery
+            .calls_for(id)
+            .iter()
+            .filter(|c| c.answered == 204)
+            .count();
+        assert_eq!(accepted_for_order, 1, "{id}");
+    }
+    assert_eq!(care.accepted_ids().len(), 1);
+    let calls = delivery.calls.lock().unwrap().len();
+    eprintln!(
+        "aws partner fault: 5 orders; {calls} calls reached the delivery company ({MAX_TRIES} \
+         answered 500, the rest accepted) and {MAX_TRIES} receives met a closed port; 2 messages \
+         in the delivery dead-letter queue after {MAX_TRIES} receives each, redriven with \
+         `bakery dlq redrive --backend aws` (one by its id, one with --all); 4 webhook ids \
+         accepted once each; duplicates 0 ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// SIGKILL under load, on the AWS backend.
+
+/// What the load saw, shared by its workers.
+#[derive(Default)]
+struct Load {
+    /// Answers the bakery gave that the load waited for (2xx).
+    acknowledged: AtomicUsize,
+    /// Requests that got no answer or a 5xx (and were retried).
+    failed: AtomicUsize,
+    /// Orders acknowledged on the first try / only after a retry.
+    first_try: AtomicUsize,
+    after_retry: AtomicUsize,
+    /// (order id, Idempotency-Key) of every order that completed.
+    done: Mutex<Vec<(String, String)>>,
+}
+
+/// A pseudo-random number in `0..n` (the test crate has no `rand`).
+fn random_below(n: u64) -> u64 {
+    (uuid::Uuid::new_v4().as_u128() % u128::from(n)) as u64
+}
+
+/// One customer's whole order, retried through kills: place (with one
+/// Idempotency-Key), have it fulfilled, confirm delivery.
+async fn one_order(client: reqwest::Client, url: Arc<RwLock<String>>, load: Arc<Load>, n: usize) {
+    let key = format!("aws-kill-{n}-{}", uuid::Uuid::new_v4());
+    let deadline = Instant::now() + LIMIT;
+    let base = || url.read().unwrap().clone();
+    let retry = |what: &str| {
+        assert!(Instant::now() < deadline, "gave up on {what} of {key}");
+        load.failed.fetch_add(1, Ordering::Relaxed);
+    };
+    let mut tries = 0;
+    let placed: Value = loop {
+        tries += 1;
+        let sent = client
+            .post(format!("{}/order", base()))
+            .header("idempotency-key", &key)
+            .json(&order_body(&format!("Customer {n}")))
+            .send()
+            .await;
+        if let Ok(response) = sent {
+            let status = response.status().as_u16();
+            assert!(status == 201 || status >= 500, "place answered {status}");
+            if status == 201 {
+                if let Ok(body) = response.json().await {
+                    break body;
+                }
+            }
+        }
+        retry("placing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    load.acknowledged.fetch_add(1, Ordering::Relaxed);
+    if tries == 1 {
+        load.first_try.fetch_add(1, Ordering::Relaxed);
+    } else {
+        load.after_retry.fetch_add(1, Ordering::Relaxed);
+    }
+    let id = id_of(&placed);
+    let steps = [
+        (
+            "/order/fulfilled",
+            BAKER_TOKEN.to_string(),
+            json!({"orderId": id}),
+        ),
+        (
+            "/order/delivered",
+            token_of(&placed),
+            json!({"orderId": id, "orderReview": "survived"}),
+        ),
+    ];
+    for (path, token, body) in steps {
+        loop {
+            let sent = client
+                .post(format!("{}{path}", base()))
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
+                .await;
+            match sent.map(|r| r.status().as_u16()) {
+                Ok(200) => break,
+                // Not out for delivery yet: dispatch is behind (or was killed).
+                Ok(409) if path == "/order/delivered" => {}
+                Ok(status) if status < 500 => panic!("{path} answered {status}"),
+                _ => retry(path),
+            }
+            assert!(Instant::now() < deadline, "gave up on {path} of {id}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        load.acknowledged.fetch_add(1, Ordering::Relaxed);
+    }
+    load.done.lock().unwrap().push((id, key));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_sigkill_15_times_under_load_loses_nothing_acknowledged() {
+    const KILLS: usize = 15;
+    const WORKERS: usize = 4;
+    let started = Instant::now();
+    let rig = Rig::start().await;
+    let delivery = Partner::start().await;
+    let care = Partner::start().await;
+    // A message received by a killed runner comes back after 2 s.
+    let mut bakery = rig
+        .bakery(&[
+            "--visibility-timeout-secs",
+            "2",
+            "--delivery-webhook-url",
+            &delivery.url,
+            "--customer-service-webhook-url",
+            &care.url,
+        ])
+        .await;
+    let url = Arc::new(RwLock::new(bakery.url.clone()));
+    let load = Arc::new(Load::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let next = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let (client, url, load, stop, next) = (
+                client.clone(),
+                url.clone(),
+                load.clone(),
+                stop.clone(),
+                next.clone(),
+            );
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    one_order(client.clone(), url.clone(), load.clone(), n).await;
+                }
+            })
+        })
+        .collect();
+
+    // Kill at random moments: after a random 3-10 acknowledged answers since
+    // the last start and a random 0-30 ms more, so kills land with
+    // requests, stream batches, queue messages, emails and partner calls in
+    // flight. The runner restarts on the same resources (its state is in
+    // DynamoDB, Kinesis and SQS) and a new port; the clients follow it.
+    let mut restarts = Duration::ZERO;
+    for _ in 0..KILLS {
+        let before = load.acknowledged.load(Ordering::Relaxed);
+        let wait_for = before + 3 + random_below(8) as usize;
+        eventually("acknowledged answers between kills", LIMIT, || async {
+            (load.acknowledged.load(Ordering::Relaxed) >= wait_for).then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(random_below(31))).await;
+        let restarting = Instant::now();
+        bakery.kill9().await;
+        bakery.restart().await;
+        restarts += restarting.elapsed();
+        *url.write().unwrap() = bakery.url.clone();
+    }
+    let killed_at = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let done = load.done.lock().unwrap().clone();
+    let orders = done.len();
+
+    // Everything settles: every acknowledged order is delivered and
+    // customer service heard of it.
+    eventually("every order's last step", LIMIT, || async {
+        let finished = futures::stream::iter(done.iter().map(|(id, _)| {
+            let bakery = &bakery;
+            async move { has_step(&bakery.order_status(id).await, "customer_service_notified") }
+        }))
+        .buffer_unordered(8)
+        .collect::<Vec<bool>>()
+        .await;
+        finished.iter().all(|f| *f).then_some(())
+    })
+    .await;
+    eventually("every partner call and baker email", LIMIT, || async {
+        (delivery.accepted_ids().len() >= orders
+            && care.accepted_ids().len() >= orders
+            && rig.baker_emails().await.len() >= orders)
+            .then_some(())
+    })
+    .await;
+    let settled = started.elapsed();
+
+    // Read back through the AWS APIs: one stored order per Idempotency-Key,
+    // none lost.
+    let items = rig.order_items().await;
+    let stored: HashSet<String> = items
+        .iter()
+        .map(|item| item["orderId"].as_s().unwrap().to_string())
+        .collect();
+    assert_eq!(items.len(), orders, "one stored order per key, none lost");
+    let keys: HashSet<_> = done.iter().map(|(_, key)| key.clone()).collect();
+    assert_eq!(keys.len(), orders);
+    for (id, _) in &done {
+        assert!(stored.contains(id), "{id} is in the table");
+    }
+    for item in &items {
+        assert_eq!(item["status"].as_s().unwrap(), "delivered");
+    }
+    let complete = futures::stream::iter(done.iter().map(|(id, _)| {
+        let bakery = &bakery;
+        async move {
+            let order = bakery.order_status(id).await;
+            order["status"] == "delivered"
+                && has_step(&order, "delivery_notified")
+                && has_step(&order, "customer_service_notified")
+        }
+    }))
+    .buffer_unordered(8)
+    .collect::<Vec<bool>>()
+    .await;
+    assert!(complete.iter().all(|c| *c), "every order delivered");
+    assert!(rig.dead_letters().await.is_empty(), "nothing dead-lettered");
+
+    // The at-least-once window, measured.
+    let placed = rig.placed_records().await;
+    assert_eq!(placed.len(), orders, "an order_placed for every order");
+    let placed_records: usize = placed.values().map(Vec::len).sum();
+    let emails = rig.baker_emails().await;
+    assert_eq!(emails.len(), orders, "a baker email for every order");
+    for (id, _) in &done {
+        assert!(emails.contains_key(id), "a baker email for {id}");
+    }
+    let baker_emails: usize = emails.values().sum();
+    let most_emails = emails.values().copied().max().unwrap_or(0);
+    assert_eq!(delivery.accepted_ids().len(), orders, "delivery notices");
+    assert_eq!(care.accepted_ids().len(), orders, "feedback calls");
+    assert_eq!(delivery.bad_signatures() + care.bad_signatures(), 0);
+    // A repeated call is the same notification: one webhook id per order.
+    for partner in [&delivery, &care] {
+        let mut ids: HashMap<String, HashSet<String>> = HashMap::new();
+        for call in partner.received() {
+            let order = call.body["data"]["orderId"].as_str().unwrap().to_string();
+            ids.entry(order).or_default().insert(call.webhook_id);
+        }
+        assert_eq!(ids.len(), orders);
+        assert!(ids.values().all(|ids| ids.len() == 1), "{ids:?}");
+    }
+    let sent = rig.proxy.counts("AmazonSQS.SendMessage").forwarded;
+    let mailed = rig.proxy.counts(SES_SEND_EMAIL).forwarded;
+    let most_calls = |partner: &Partner| {
+        let mut calls: HashMap<String, usize> = HashMap::new();
+        for call in partner.received() {
+            *calls.entry(call.webhook_id).or_default() += 1;
+        }
+        calls.into_values().max().unwrap_or(0)
+    };
+    eprintln!(
+        "aws sigkill: {KILLS} kills in {:.1} s (restarts took {:.1} s in all), {orders} orders \
+         ({} acknowledged first try, {} only after a retry), {} acknowledged answers, {} \
+         requests failed by kills and retried; stored orders {} (lost 0, duplicate orders 0); \
+         order_placed records {placed_records} ({} repeated); baker emails {baker_emails} ({} \
+         repeated, at most {most_emails} for one order); delivery notices {} ({} calls, {} \
+         repeated); feedback calls {} ({} calls, {} repeated); at most {} calls with one \
+         webhook id; SQS messages sent {sent} for {} queue steps, SES sends {mailed}; all \
+         settled at {:.1} s, total {:.1} s",
+        killed_at.as_secs_f64(),
+        restarts.as_secs_f64(),
+        load.first_try.load(Ordering::Relaxed),
+        load.after_retry.load(Ordering::Relaxed),
+        load.acknowledged.load(Ordering::Relaxed),
+        load.failed.load(Ordering::Relaxed),
+        items.len(),
+        placed_records - orders,
+        baker_emails - orders,
+        delivery.accepted_ids().len(),
+        delivery.accepted_calls(),
+        delivery.accepted_calls() - delivery.accepted_ids().len(),
+        care.accepted_ids().len(),
+        care.accepted_calls(),
+        care.accepted_calls() - care.accepted_ids().len(),
+        most_calls(&delivery).max(most_calls(&care)),
+        2 * orders,
+        settled.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
