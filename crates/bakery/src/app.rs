@@ -355,8 +355,8 @@ fn load_catalog(path: Option<&Path>) -> Result<Catalog> {
     }
 }
 
-/// Sends each email once: the database remembers every key sent, so a
-/// redelivered event does not mail the cake maker twice even over SMTP.
+/// Sends each email once over SMTP: the database remembers every key sent,
+/// so a redelivered event does not mail the cake maker twice.
 struct RecordedMailer {
     transport: Arc<dyn Mailer>,
     db: Database,
@@ -396,13 +396,19 @@ impl Parts {
             Database::open(&config.data_dir, embedded::Options::default()).with_context(|| {
                 format!("cannot open the database in {}", config.data_dir.display())
             })?;
-        let (transport, outbox): (Arc<dyn Mailer>, Option<PathBuf>) = match &config.smtp_url {
+        // SMTP cannot tell a repeat from a new email, so the database
+        // remembers every key sent over it; the outbox is idempotent by
+        // itself (one file per key) and needs no second record.
+        let (mailer, outbox): (Arc<dyn Mailer>, Option<PathBuf>) = match &config.smtp_url {
             Some(url) => (
-                Arc::new(SmtpMailer::from_url(
-                    url,
-                    config.mail_from.clone(),
-                    timeout,
-                )?),
+                Arc::new(RecordedMailer {
+                    transport: Arc::new(SmtpMailer::from_url(
+                        url,
+                        config.mail_from.clone(),
+                        timeout,
+                    )?),
+                    db: db.clone(),
+                }),
                 None,
             ),
             None => {
@@ -419,10 +425,7 @@ impl Parts {
             operations: Arc::new(db.clone()),
             delivery_queue: Arc::new(db.queue(names::DELIVERY_QUEUE)),
             feedback_queue: Arc::new(db.queue(names::FEEDBACK_QUEUE)),
-            mailer: Arc::new(RecordedMailer {
-                transport,
-                db: db.clone(),
-            }),
+            mailer,
             sources: Sources::Embedded(db),
             outbox,
         })

@@ -130,7 +130,7 @@ fn redrive_one(tx: &mut WriteTx<'_>, id: i64) -> Result<bool, StoreError> {
         .or_store()?
         .execute([id])
         .or_store()?;
-    tx.wake();
+    tx.wake_all();
     Ok(true)
 }
 

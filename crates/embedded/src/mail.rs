@@ -13,7 +13,7 @@ impl Database {
     /// Whether an email with this key was recorded as sent.
     pub async fn mail_sent(&self, key: &str) -> Result<bool, StoreError> {
         let key = key.to_owned();
-        self.read(move |conn| {
+        self.read_now(move |conn| {
             let found: Option<i64> = conn
                 .prepare_cached("SELECT 1 FROM sent_mail WHERE key = ?1")
                 .or_store()?

@@ -115,7 +115,7 @@ impl Queue for SqliteQueue {
         self.db
             .write(move |tx| {
                 if enqueue(tx, &queue, &message.id, &message.body)? {
-                    tx.wake();
+                    tx.wake_queues();
                 }
                 Ok(())
             })
@@ -138,6 +138,24 @@ impl Database {
             return Ok(Vec::new());
         }
         let queue = queue.to_owned();
+        // Most wake-ups find nothing (another poller took it): a read says
+        // so without a turn on the writer.
+        let visible = {
+            let queue = queue.clone();
+            self.read_now(move |conn| {
+                conn.prepare_cached(
+                    "SELECT 1 FROM queue_messages WHERE queue = ?1 AND visible_at <= ?2 LIMIT 1",
+                )
+                .or_store()?
+                .query_row(params![queue, time::now()], |_| Ok(()))
+                .optional()
+                .or_store()
+            })
+            .await?
+        };
+        if visible.is_none() {
+            return Ok(Vec::new());
+        }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.write(move |tx| {
             let now = time::now();
@@ -259,7 +277,7 @@ impl Database {
             .execute(params![id, time::after(time::now(), retry_after), reason])
             .or_store()?;
             // A sleeping consumer must learn of the new wake-up time.
-            tx.wake();
+            tx.wake_queues();
             Ok(false)
         })
         .await
@@ -268,7 +286,7 @@ impl Database {
     /// When the next invisible message of any queue becomes visible, so a
     /// consumer can sleep exactly until then; `None` if none is invisible.
     pub async fn next_visible_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.read(|conn| {
+        self.read_now(|conn| {
             let next: Option<i64> = conn
                 .prepare_cached("SELECT min(visible_at) FROM queue_messages WHERE visible_at > ?1")
                 .or_store()?

@@ -157,7 +157,7 @@ impl OrderStore for SqliteStore {
                     &insert.event,
                     None,
                 )?;
-                tx.wake();
+                tx.wake_stream();
                 Ok(Placed::Created(insert.order))
             })
             .await
@@ -165,7 +165,7 @@ impl OrderStore for SqliteStore {
 
     async fn get(&self, order_id: OrderId) -> Result<Option<Order>, StoreError> {
         self.db
-            .read(move |conn| load(conn, &order_id.to_string()))
+            .read_now(move |conn| load(conn, &order_id.to_string()))
             .await
     }
 
@@ -187,7 +187,7 @@ impl OrderStore for SqliteStore {
                         if let Some(kind) = announce {
                             let event = Event::new(kind, &order, transition.at);
                             stream::append_event(tx, &event)?;
-                            tx.wake();
+                            tx.wake_stream();
                         }
                         Advanced::Moved(order)
                     }

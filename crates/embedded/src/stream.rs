@@ -94,17 +94,30 @@ impl Database {
         consumer: &str,
         limit: usize,
     ) -> Result<Vec<StreamRecord>, StoreError> {
+        self.read_stream_after(consumer, 0, limit).await
+    }
+
+    /// Like [`Database::read_stream`], but only records after `after` as
+    /// well: a consumer that moved its checkpoint without waiting for the
+    /// commit reads on from where it really is.
+    pub async fn read_stream_after(
+        &self,
+        consumer: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StreamRecord>, StoreError> {
         let consumer = consumer.to_owned();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.read(move |conn| {
+        self.read_now(move |conn| {
             let mut statement = conn
                 .prepare_cached(&format!(
                     "SELECT sequence, partition_key, data, appended_at {PENDING}
+                       AND sequence > ?3
                      ORDER BY sequence LIMIT ?2"
                 ))
                 .or_store()?;
             let rows = statement
-                .query_map(params![consumer, limit], |row| {
+                .query_map(params![consumer, limit, after], |row| {
                     Ok((
                         row.get::<_, i64>(0)?,
                         row.get::<_, String>(1)?,

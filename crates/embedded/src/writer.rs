@@ -10,9 +10,12 @@
 //! back only its savepoint; a failed commit fails every job of the batch.
 //! Nobody hears back before the commit is durable.
 //!
-//! When idle, the thread also watches `PRAGMA data_version`, which moves
-//! when another process (the operator's `bakery dlq redrive`) commits, and
-//! wakes the consumers then.
+//! After a commit it wakes the consumers that have something new: the
+//! stream's when a job appended to the stream, the queues' when a job sent
+//! to a queue ([`Signals`]), so a new order does not wake every queue
+//! poller. When idle, the thread also watches `PRAGMA data_version`, which
+//! moves when another process (the operator's `bakery dlq redrive`)
+//! commits, and wakes everybody then.
 
 use std::collections::VecDeque;
 use std::ops::Deref;
@@ -32,18 +35,83 @@ use crate::error::{OrStore, io_error};
 /// How often an idle writer looks for commits of other processes.
 const POLL_OTHERS: Duration = Duration::from_millis(500);
 
+/// The counters consumers wait on; each moves after a commit that gave
+/// its consumers something new.
+#[derive(Debug)]
+pub(crate) struct Signals {
+    /// Something was appended to the stream.
+    pub(crate) stream: watch::Sender<u64>,
+    /// Something was sent to a queue or became visible on one.
+    pub(crate) queues: watch::Sender<u64>,
+}
+
+impl Signals {
+    pub(crate) fn new() -> Signals {
+        Signals {
+            stream: watch::channel(0).0,
+            queues: watch::channel(0).0,
+        }
+    }
+
+    fn bump(&self, wake: Wake) {
+        let bump = |count: &mut u64| *count = count.wrapping_add(1);
+        if wake.stream {
+            self.stream.send_modify(bump);
+        }
+        if wake.queues {
+            self.queues.send_modify(bump);
+        }
+    }
+}
+
+/// Which consumers a job (or a batch) must wake once committed.
+#[derive(Debug, Default, Clone, Copy)]
+struct Wake {
+    stream: bool,
+    queues: bool,
+}
+
+impl Wake {
+    const ALL: Wake = Wake {
+        stream: true,
+        queues: true,
+    };
+
+    fn any(self) -> bool {
+        self.stream || self.queues
+    }
+
+    fn and(self, other: Wake) -> Wake {
+        Wake {
+            stream: self.stream || other.stream,
+            queues: self.queues || other.queues,
+        }
+    }
+}
+
 /// What a job sees: the write connection, inside the batch's transaction
 /// and the job's savepoint.
 pub(crate) struct WriteTx<'c> {
     conn: &'c Connection,
-    wake: bool,
+    wake: Wake,
 }
 
 impl WriteTx<'_> {
-    /// Consumers must hear of this job once it is committed: it appended to
-    /// the stream, sent to a queue or made something visible.
-    pub(crate) fn wake(&mut self) {
-        self.wake = true;
+    /// The stream's consumers must hear of this job once it is committed:
+    /// it appended to the stream.
+    pub(crate) fn wake_stream(&mut self) {
+        self.wake.stream = true;
+    }
+
+    /// The queues' consumers must hear of this job once it is committed: it
+    /// sent to a queue or moved when a message becomes visible.
+    pub(crate) fn wake_queues(&mut self) {
+        self.wake.queues = true;
+    }
+
+    /// Every consumer must hear of it (a redrive may feed any of them).
+    pub(crate) fn wake_all(&mut self) {
+        self.wake = Wake::ALL;
     }
 }
 
@@ -131,7 +199,7 @@ impl Writer {
     pub(crate) fn start(
         conn: Connection,
         max_batch: usize,
-        changes: Arc<watch::Sender<u64>>,
+        signals: Arc<Signals>,
     ) -> Result<Writer, StoreError> {
         let (jobs, receiver) = mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
@@ -140,7 +208,7 @@ impl Writer {
             conn,
             jobs: receiver,
             max_batch: max_batch.max(1),
-            changes,
+            signals,
             commits: Arc::clone(&commits),
             version,
             polled: Instant::now(),
@@ -209,7 +277,7 @@ struct WriterThread {
     conn: Connection,
     jobs: mpsc::Receiver<Box<dyn Work>>,
     max_batch: usize,
-    changes: Arc<watch::Sender<u64>>,
+    signals: Arc<Signals>,
     commits: Arc<AtomicU64>,
     version: i64,
     polled: Instant,
@@ -217,7 +285,7 @@ struct WriterThread {
 
 enum JobEnd {
     /// Its savepoint was released: it commits with the batch.
-    Kept(Option<Settle>, bool),
+    Kept(Option<Settle>, Wake),
     /// It failed and its savepoint was rolled back; the batch goes on.
     RolledBack(Option<Settle>),
     /// The batch's transaction is gone (SQLite rolled it back, or savepoint
@@ -263,12 +331,12 @@ impl WriterThread {
                 return;
             }
             let mut done: Vec<Settle> = Vec::with_capacity(pending.len());
-            let mut wake = false;
+            let mut wake = Wake::default();
             let mut aborted = false;
             while let Some(job) = pending.pop_front() {
                 match self.run_job(job) {
                     JobEnd::Kept(settle, woke) => {
-                        wake |= woke;
+                        wake = wake.and(woke);
                         done.extend(settle);
                     }
                     JobEnd::RolledBack(settle) => done.extend(settle),
@@ -292,8 +360,8 @@ impl WriterThread {
                     self.commits.fetch_add(1, Ordering::Relaxed);
                     // Before the replies: whoever hears back and then looks
                     // at the counter sees the bump.
-                    if wake {
-                        self.bump();
+                    if wake.any() {
+                        self.signals.bump(wake);
                     }
                     for settle in done {
                         settle(None);
@@ -317,7 +385,7 @@ impl WriterThread {
         }
         let mut tx = WriteTx {
             conn: &self.conn,
-            wake: false,
+            wake: Wake::default(),
         };
         // A panicking job must not take the writer (and every later write)
         // down with it; its caller hears that it was dropped.
@@ -369,17 +437,12 @@ impl WriterThread {
         }
     }
 
-    fn bump(&self) {
-        self.changes
-            .send_modify(|count| *count = count.wrapping_add(1));
-    }
-
     fn poll_others(&mut self) {
         self.polled = Instant::now();
         match data_version(&self.conn) {
             Ok(version) if version != self.version => {
                 self.version = version;
-                self.bump();
+                self.signals.bump(Wake::ALL);
             }
             Ok(_) => {}
             Err(error) => tracing::debug!(%error, "cannot read data_version"),
@@ -399,7 +462,7 @@ fn data_version(conn: &Connection) -> Result<i64, StoreError> {
 mod tests {
     use super::*;
 
-    fn writer(dir: &std::path::Path, max_batch: usize) -> (Writer, Arc<watch::Sender<u64>>) {
+    fn writer(dir: &std::path::Path, max_batch: usize) -> (Writer, Arc<Signals>) {
         let conn =
             crate::schema::open_writer(&dir.join("w.sqlite3"), Duration::from_secs(5)).unwrap();
         conn.execute_batch(
@@ -408,10 +471,10 @@ mod tests {
              CREATE TABLE child (parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
         )
         .unwrap();
-        let changes = Arc::new(watch::channel(0).0);
+        let signals = Arc::new(Signals::new());
         (
-            Writer::start(conn, max_batch, Arc::clone(&changes)).unwrap(),
-            changes,
+            Writer::start(conn, max_batch, Arc::clone(&signals)).unwrap(),
+            signals,
         )
     }
 
@@ -419,7 +482,7 @@ mod tests {
         move |tx| {
             tx.execute("INSERT INTO t (v) VALUES (?1)", [value])
                 .or_store()?;
-            tx.wake();
+            tx.wake_stream();
             Ok(value)
         }
     }
@@ -455,7 +518,7 @@ mod tests {
     async fn a_failing_job_rolls_back_only_itself() {
         let dir = tempfile::tempdir().unwrap();
         let (writer, changes) = writer(dir.path(), 512);
-        let mut seen = changes.subscribe();
+        let mut seen = changes.stream.subscribe();
         let (held, release) = hold(&writer);
         let one = writer.submit(insert(1));
         // Inserts 2, then fails on the duplicate: its 2 must go too.
@@ -498,7 +561,7 @@ mod tests {
     async fn a_failed_commit_fails_every_job_of_the_batch() {
         let dir = tempfile::tempdir().unwrap();
         let (writer, changes) = writer(dir.path(), 512);
-        let seen = changes.subscribe();
+        let seen = changes.stream.subscribe();
         let (held, release) = hold(&writer);
         let one = writer.submit(insert(1));
         // A deferred foreign key is only checked at COMMIT.
@@ -540,7 +603,7 @@ mod tests {
     async fn jobs_without_wake_do_not_bump_the_counter() {
         let dir = tempfile::tempdir().unwrap();
         let (writer, changes) = writer(dir.path(), 512);
-        let seen = changes.subscribe();
+        let seen = changes.stream.subscribe();
         writer
             .write(|tx| {
                 tx.execute("INSERT INTO t (v) VALUES (9)", []).or_store()?;

@@ -23,12 +23,15 @@ fn message(id: &str) -> QueueMessage {
 async fn received_messages_are_invisible_until_their_timeout() {
     let (_dir, db) = fresh();
     let queue = db.queue("delivery");
-    let mut changes = db.changes();
+    let mut changes = db.queue_changes();
+    let stream = db.stream_changes();
     for id in ["a", "b", "c"] {
         queue.send(&message(id)).await.unwrap();
     }
     assert!(changes.has_changed().unwrap());
     changes.borrow_and_update();
+    // The stream's consumers have nothing new: they sleep on.
+    assert!(!stream.has_changed().unwrap());
     db.queue("feedback").send(&message("other")).await.unwrap();
 
     let first = db.receive("delivery", 2, HOUR).await.unwrap();
@@ -105,7 +108,7 @@ async fn a_message_still_queued_is_not_sent_twice() {
     let (_dir, db) = fresh();
     let queue = db.queue("delivery");
     queue.send(&message("a")).await.unwrap();
-    let mut changes = db.changes();
+    let mut changes = db.queue_changes();
     queue.send(&message("a")).await.unwrap();
     assert!(!changes.has_changed().unwrap(), "nothing new, no wake");
     assert_eq!(db.queue_depth("delivery").await.unwrap().visible, 1);
@@ -180,7 +183,7 @@ async fn a_retry_waits_out_its_delay() {
     assert_eq!(db.next_visible_at().await.unwrap(), None);
     db.queue("delivery").send(&message("m")).await.unwrap();
     let got = db.receive("delivery", 10, Duration::ZERO).await.unwrap();
-    let mut changes = db.changes();
+    let mut changes = db.queue_changes();
     let before = Utc::now();
     db.fail_message(
         "delivery",
@@ -260,7 +263,7 @@ async fn another_process_redriving_wakes_the_consumers() {
             .await
             .unwrap()
     );
-    let mut changes = bakery.changes();
+    let mut changes = bakery.queue_changes();
     let cli = open(dir.path());
     assert_eq!(cli.redrive_all().await.unwrap(), 1);
     // The bakery's writer notices the other connection's commit.

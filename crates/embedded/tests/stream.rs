@@ -132,7 +132,7 @@ async fn a_redriven_record_goes_to_its_consumer_only() {
     db.checkpoint("baker", last).await.unwrap();
     db.checkpoint("fulfilled", last).await.unwrap();
 
-    let mut changes = db.changes();
+    let mut changes = db.stream_changes();
     let id = db.dead_letters().await.unwrap()[0].id;
     assert!(db.redrive(id).await.unwrap());
     assert!(changes.has_changed().unwrap());
@@ -155,12 +155,15 @@ async fn a_redriven_record_goes_to_its_consumer_only() {
 #[tokio::test]
 async fn appending_wakes_the_consumers() {
     let (_dir, db) = fresh();
-    let mut changes = db.changes();
+    let mut changes = db.stream_changes();
+    let queues = db.queue_changes();
     assert!(!changes.has_changed().unwrap());
     db.store().place(&new_order()).await.unwrap();
     // No waiting: the counter moves before `place` answers.
     assert!(changes.has_changed().unwrap());
     changes.borrow_and_update();
+    // The queue pollers have nothing new: they sleep on.
+    assert!(!queues.has_changed().unwrap());
     // A checkpoint gives no one anything to do.
     db.checkpoint("baker", 1).await.unwrap();
     assert!(!changes.has_changed().unwrap());

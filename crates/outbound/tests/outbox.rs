@@ -203,3 +203,29 @@ async fn non_ascii_names_subjects_and_text_are_encoded() {
     );
     assert_eq!(eml.text(), "Grüße aus der Backstube!\r\n");
 }
+
+#[tokio::test]
+async fn many_concurrent_sends_land_once_each_and_leave_no_temp_files() {
+    let (_tmp, mailer) = outbox();
+    // 300 sends of 100 keys at once: the writer groups them, and a key that
+    // comes twice in a group or in later groups is written once.
+    let sends = (0..300).map(|n| {
+        let mailer = mailer.clone();
+        async move {
+            let key = format!("k-{}", n % 100);
+            mailer
+                .send(&email(&key, "ann@example.com", "Hi", &format!("body {n}")))
+                .await
+        }
+    });
+    let results = futures::future::join_all(sends).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+
+    let mut expected: Vec<String> = (0..100).map(|n| format!("k-{n}.eml")).collect();
+    expected.sort();
+    assert_eq!(entries(mailer.dir()), expected);
+    for name in &expected {
+        let eml = Eml::parse(&fs::read(mailer.dir().join(name)).unwrap());
+        assert_eq!(eml.header("To"), "ann@example.com");
+    }
+}

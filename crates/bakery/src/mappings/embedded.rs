@@ -25,15 +25,19 @@ pub struct EmbeddedStream {
     changes: watch::Receiver<u64>,
     /// The records last read, to find a failed one's stored form again.
     read: Vec<StreamRecord>,
+    /// The consumer's checkpoint as it will be once the checkpoints on
+    /// their way to the writer are committed; reads go on from here.
+    position: i64,
 }
 
 impl EmbeddedStream {
     pub fn new(db: Database, consumer: &'static str) -> EmbeddedStream {
         EmbeddedStream {
-            changes: db.changes(),
+            changes: db.stream_changes(),
             db,
             consumer,
             read: Vec::new(),
+            position: 0,
         }
     }
 
@@ -60,14 +64,27 @@ impl StreamSource for EmbeddedStream {
         // Mark the current state seen before reading, so an append that
         // lands after the read wakes `wait_for_more`.
         self.changes.borrow_and_update();
-        self.read = self.db.read_stream(self.consumer, limit).await?;
+        self.read = self
+            .db
+            .read_stream_after(self.consumer, self.position, limit)
+            .await?;
         Ok(self.read.iter().map(kinesis_record).collect())
     }
 
+    /// Moves on at once and commits the checkpoint meanwhile: the next
+    /// batch need not wait for that commit. If the bakery stops before it
+    /// lands, the records come again after the restart, which the steps'
+    /// deduplication makes harmless (as with any at-least-once delivery).
     async fn checkpoint(&mut self, record: &KinesisEventRecord) -> Result<(), StoreError> {
-        self.db
-            .checkpoint(self.consumer, sequence_of(record)?)
-            .await
+        let sequence = sequence_of(record)?;
+        self.position = self.position.max(sequence);
+        let (db, consumer) = (self.db.clone(), self.consumer);
+        tokio::spawn(async move {
+            if let Err(error) = db.checkpoint(consumer, sequence).await {
+                tracing::warn!(consumer, %error, "cannot store the checkpoint; later ones will");
+            }
+        });
+        Ok(())
     }
 
     async fn record_failure(
@@ -89,7 +106,9 @@ impl StreamSource for EmbeddedStream {
         let stored = self.stored(record)?.clone();
         self.db
             .dead_letter_stream_record(self.consumer, &stored, reason, attempts)
-            .await
+            .await?;
+        self.position = self.position.max(stored.sequence);
+        Ok(())
     }
 
     async fn wait_for_more(&mut self, stop: &CancellationToken) {
@@ -127,7 +146,7 @@ pub struct EmbeddedQueue {
 impl EmbeddedQueue {
     pub fn new(db: Database, queue: &'static str, visibility: Duration) -> EmbeddedQueue {
         EmbeddedQueue {
-            changes: db.changes(),
+            changes: db.queue_changes(),
             db,
             queue,
             visibility,
