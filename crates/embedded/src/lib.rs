@@ -105,6 +105,9 @@ struct Inner {
     readers: Readers,
     writer: Writer,
     signals: Arc<Signals>,
+    /// Queue messages this process has received and whose receive is not
+    /// committed yet (see `queues.rs`): no second poller may take them.
+    claims: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
     path: PathBuf,
     /// Held, never used: the lock lasts as long as the connection. (A
     /// Mutex only because a Connection is not Sync.)
@@ -146,6 +149,7 @@ impl Database {
                 readers: Readers::new(path.clone(), options.busy_timeout),
                 writer,
                 signals,
+                claims: Arc::default(),
                 path,
                 _owner: std::sync::Mutex::new(owner),
             }),
@@ -218,6 +222,12 @@ impl Database {
     {
         let _turn = self.inner.readers.permit().await;
         self.inner.readers.with(read)
+    }
+
+    /// Returns once every write submitted before this call (receives
+    /// included, whose commits nobody waits for) is committed or failed.
+    pub async fn settled(&self) -> Result<(), StoreError> {
+        self.write(|_| Ok(())).await
     }
 
     /// Write transactions committed since open. With group commit this

@@ -11,6 +11,9 @@
 //! count), like SQS receipt handles: a consumer that took too long and lost
 //! the message to a later receive cannot delete or fail it any more.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+
 use chrono::{DateTime, Utc};
 use domain::ports::{Queue, QueueError, QueueMessage, StoreError};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -32,6 +35,13 @@ fn receipt(id: i64, receive_count: i64) -> i64 {
 
 fn split_receipt(receipt: i64) -> (i64, i64) {
     (receipt >> COUNT_BITS, receipt & COUNT_MASK)
+}
+
+fn lock(claims: &Mutex<HashSet<i64>>) -> MutexGuard<'_, HashSet<i64>> {
+    // A set of ids cannot be left inconsistent by a panic elsewhere.
+    claims
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A message handed to a consumer.
@@ -128,6 +138,16 @@ impl Queue for SqliteQueue {
 impl Database {
     /// Up to `limit` visible messages of `queue`, oldest first. Each
     /// becomes invisible for `visibility` and its receive count goes up.
+    ///
+    /// The messages come back as soon as they are read; the receive itself
+    /// (count and visibility) is committed meanwhile, and until it is, the
+    /// message is claimed in memory so no other poller of this process
+    /// takes it. A receive is a hint, not a promise: should the process
+    /// stop before it is committed, the message is simply visible again at
+    /// the next start, as it would be anyway (received messages a stopped
+    /// process did not finish are made visible when the next one opens the
+    /// database). What the bakery saves is a commit, an fsync, on the path
+    /// of every delivery notification and every review.
     pub async fn receive(
         &self,
         queue: &str,
@@ -138,42 +158,25 @@ impl Database {
             return Ok(Vec::new());
         }
         let queue = queue.to_owned();
-        // Most wake-ups find nothing (another poller took it): a read says
-        // so without a turn on the writer.
-        let visible = {
-            let queue = queue.clone();
-            self.read_now(move |conn| {
-                conn.prepare_cached(
-                    "SELECT 1 FROM queue_messages WHERE queue = ?1 AND visible_at <= ?2 LIMIT 1",
-                )
-                .or_store()?
-                .query_row(params![queue, time::now()], |_| Ok(()))
-                .optional()
-                .or_store()
-            })
-            .await?
-        };
-        if visible.is_none() {
-            return Ok(Vec::new());
-        }
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.write(move |tx| {
-            let now = time::now();
-            let mut statement = tx
-                .prepare_cached(
-                    "UPDATE queue_messages
-                     SET receive_count = receive_count + 1, visible_at = ?3, held = 1
-                     WHERE id IN (
-                         SELECT id FROM queue_messages
+        let claims = Arc::clone(&self.inner.claims);
+        // The read and the claim happen under the claims' lock, which the
+        // writer also takes to release a receive once it is committed: so
+        // a read either sees that commit or finds the message still
+        // claimed, never a stale "visible" of a message another poller has.
+        let mine = self
+            .read_now(move |conn| {
+                let mut claims = lock(&claims);
+                // Enough to find `limit` among those other pollers hold.
+                let fetch = i64::try_from(limit.saturating_add(claims.len())).unwrap_or(i64::MAX);
+                let mut statement = conn
+                    .prepare_cached(
+                        "SELECT id, message_id, body, receive_count, sent_at FROM queue_messages
                          WHERE queue = ?1 AND visible_at <= ?2
-                         ORDER BY id LIMIT ?4)
-                     RETURNING id, message_id, body, receive_count, sent_at",
-                )
-                .or_store()?;
-            let rows = statement
-                .query_map(
-                    params![queue, now, time::after(now, visibility), limit],
-                    |row| {
+                         ORDER BY id LIMIT ?3",
+                    )
+                    .or_store()?;
+                let rows = statement
+                    .query_map(params![queue, time::now(), fetch], |row| {
                         Ok((
                             row.get::<_, i64>(0)?,
                             row.get::<_, String>(1)?,
@@ -181,25 +184,79 @@ impl Database {
                             row.get::<_, i64>(3)?,
                             row.get::<_, i64>(4)?,
                         ))
-                    },
-                )
-                .or_store()?;
-            let mut messages = Vec::new();
-            for row in rows {
-                let (id, message_id, body, receive_count, sent_at) = row.or_store()?;
-                messages.push(ReceivedMessage {
+                    })
+                    .or_store()?;
+                let mut mine = Vec::new();
+                for row in rows {
+                    let row = row.or_store()?;
+                    if claims.insert(row.0) {
+                        mine.push(row);
+                        if mine.len() == limit {
+                            break;
+                        }
+                    }
+                }
+                Ok(mine)
+            })
+            .await?;
+        if mine.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = mine.iter().map(|(id, ..)| *id).collect();
+        let messages = mine
+            .into_iter()
+            .map(|(id, message_id, body, stored_count, sent_at)| {
+                let receive_count = stored_count + 1;
+                Ok(ReceivedMessage {
                     receipt: receipt(id, receive_count),
                     message_id,
                     body,
                     receive_count: u32::try_from(receive_count).unwrap_or(u32::MAX),
                     sent_at: time::from_micros(sent_at)?,
-                });
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>();
+        self.commit_receive(ids, visibility);
+        messages
+    }
+
+    /// Commits the receive of `ids` (count up, invisible for `visibility`)
+    /// and then lets go of their claims.
+    fn commit_receive(&self, ids: Vec<i64>, visibility: std::time::Duration) {
+        // Only the set, not the database: the writer thread must never hold
+        // the last handle to the database it belongs to.
+        let claims = Arc::clone(&self.inner.claims);
+        let job_ids = ids.clone();
+        let unclaim = move |committed: &Result<(), StoreError>| {
+            if let Err(error) = committed {
+                // The messages stay visible and come again: at least once.
+                tracing::warn!(%error, "cannot record a receive; the messages come again");
             }
-            // RETURNING gives no order guarantee; receipts sort like ids.
-            messages.sort_by_key(|message| message.receipt);
-            Ok(messages)
-        })
-        .await
+            let mut claims = lock(&claims);
+            for id in &ids {
+                claims.remove(id);
+            }
+        };
+        // Nobody waits for the reply; `unclaim` does what is left to do.
+        let _ = self.inner.writer.submit_then(
+            move |tx| {
+                let now = time::now();
+                let mut statement = tx
+                    .prepare_cached(
+                        "UPDATE queue_messages
+                         SET receive_count = receive_count + 1, visible_at = ?2, held = 1
+                         WHERE id = ?1",
+                    )
+                    .or_store()?;
+                for id in job_ids {
+                    statement
+                        .execute(params![id, time::after(now, visibility)])
+                        .or_store()?;
+                }
+                Ok(())
+            },
+            Some(Box::new(unclaim)),
+        );
     }
 
     /// Deletes a received message: it is done. A stale receipt (the

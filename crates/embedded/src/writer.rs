@@ -139,8 +139,12 @@ trait Work: Send {
     fn reject(self: Box<Self>, error: StoreError);
 }
 
+/// Runs on the writer thread once a job's fate is known, before its reply.
+type Then<T> = Box<dyn FnOnce(&Result<T, StoreError>) + Send>;
+
 struct Task<T, F> {
     job: F,
+    then: Option<Then<T>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
 
@@ -150,7 +154,7 @@ where
     F: FnOnce(&mut WriteTx<'_>) -> Result<T, StoreError> + Send,
 {
     fn run(self: Box<Self>, tx: &mut WriteTx<'_>) -> Ran {
-        let Task { job, reply } = *self;
+        let Task { job, then, reply } = *self;
         let result = job(tx);
         Ran {
             ok: result.is_ok(),
@@ -160,6 +164,9 @@ where
                     (Err(error), _) | (Ok(_), Some(error)) => Err(error),
                     (Ok(value), None) => Ok(value),
                 };
+                if let Some(then) = then {
+                    then(&answer);
+                }
                 // The caller may have stopped waiting; nothing to do then.
                 let _ = reply.send(answer);
             }),
@@ -167,7 +174,11 @@ where
     }
 
     fn reject(self: Box<Self>, error: StoreError) {
-        let _ = self.reply.send(Err(error));
+        let answer = Err(error);
+        if let Some(then) = self.then {
+            then(&answer);
+        }
+        let _ = self.reply.send(answer);
     }
 }
 
@@ -231,8 +242,19 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&mut WriteTx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
+        self.submit_then(job, None)
+    }
+
+    /// Like [`Writer::submit`]; `then` runs on the writer thread once the
+    /// job's fate is known, before any later job's caller hears back (for
+    /// bookkeeping that must be done by then, whoever waits or not).
+    pub(crate) fn submit_then<T, F>(&self, job: F, then: Option<Then<T>>) -> Reply<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteTx<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
         let (reply, receiver) = oneshot::channel();
-        let task: Box<dyn Work> = Box::new(Task { job, reply });
+        let task: Box<dyn Work> = Box::new(Task { job, then, reply });
         let sent = match &self.jobs {
             Some(jobs) => jobs.send(task).is_ok(),
             None => false,

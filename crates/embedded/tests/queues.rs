@@ -40,6 +40,7 @@ async fn received_messages_are_invisible_until_their_timeout() {
     assert!(first.iter().all(|m| m.receive_count == 1));
     assert_eq!(first[0].body, message("a").body);
     assert!(first[0].sent_at <= Utc::now());
+    db.settled().await.unwrap();
     assert_eq!(
         db.queue_depth("delivery").await.unwrap(),
         QueueDepth {
@@ -58,9 +59,50 @@ async fn received_messages_are_invisible_until_their_timeout() {
     // A zero timeout hands it out again at once, counting the receive.
     let feedback = db.receive("feedback", 10, Duration::ZERO).await.unwrap();
     assert_eq!(feedback[0].receive_count, 1);
+    db.settled().await.unwrap();
     let again = db.receive("feedback", 10, Duration::ZERO).await.unwrap();
     assert_eq!(again[0].receive_count, 2);
     assert_ne!(again[0].receipt, feedback[0].receipt);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pollers_receiving_at_once_never_get_the_same_message() {
+    let (_dir, db) = fresh();
+    let queue = db.queue("delivery");
+    for n in 0..40 {
+        queue.send(&message(&format!("m{n}"))).await.unwrap();
+    }
+    // Eight pollers on four threads, receiving while the writer commits
+    // the others' receives: the in-memory claims keep them apart.
+    let pollers = (0..8).map(|_| {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..4 {
+                got.extend(db.receive("delivery", 3, HOUR).await.unwrap());
+            }
+            got
+        })
+    });
+    let received = futures::future::join_all(pollers).await;
+    let mut ids: Vec<String> = received
+        .into_iter()
+        .flat_map(|got| got.unwrap())
+        .map(|m| m.message_id)
+        .collect();
+    assert_eq!(ids.len(), 40, "every message once");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 40, "no message twice");
+    db.settled().await.unwrap();
+    assert!(db.receive("delivery", 10, HOUR).await.unwrap().is_empty());
+    assert_eq!(
+        db.queue_depth("delivery").await.unwrap(),
+        QueueDepth {
+            visible: 0,
+            in_flight: 40
+        }
+    );
 }
 
 #[tokio::test]
@@ -237,6 +279,7 @@ async fn a_second_process_leaves_the_owners_messages_in_flight() {
     let owner = open(dir.path());
     owner.queue("delivery").send(&message("m")).await.unwrap();
     let got = owner.receive("delivery", 10, HOUR).await.unwrap();
+    owner.settled().await.unwrap();
     // The operator's CLI opens the same directory while the bakery runs.
     let cli = open(dir.path());
     assert!(cli.receive("delivery", 10, HOUR).await.unwrap().is_empty());

@@ -193,10 +193,18 @@ impl QueueSource for EmbeddedQueue {
             .collect())
     }
 
+    /// Deletes the message while the poller receives its next batch: the
+    /// message stays invisible until then, and if the delete never lands
+    /// it comes again after the visibility timeout, which the steps'
+    /// deduplication makes harmless.
     async fn done(&self, message: &SqsMessage) -> Result<(), StoreError> {
-        self.db
-            .delete_message(self.queue, receipt_of(message)?)
-            .await
+        let (db, queue, receipt) = (self.db.clone(), self.queue, receipt_of(message)?);
+        tokio::spawn(async move {
+            if let Err(error) = db.delete_message(queue, receipt).await {
+                tracing::warn!(queue, %error, "cannot delete a finished message; it will come again");
+            }
+        });
+        Ok(())
     }
 
     async fn failed(
