@@ -49,7 +49,9 @@ struct LoadArgs {
     #[arg(long)]
     rate: Option<f64>,
     /// First interval between polls of GET /order/{id}; doubles per poll.
-    #[arg(long, default_value_t = 1)]
+    /// A step takes a few milliseconds, so polling sooner mostly finds
+    /// nothing and costs both sides a request.
+    #[arg(long, default_value_t = 4)]
     poll_min_ms: u64,
     /// Longest interval between polls.
     #[arg(long, default_value_t = 16)]
