@@ -42,8 +42,8 @@ say() { printf '\n== %s\n' "$*" >&2; }
 
 say "building (release)"
 cargo build --release -p bakery -p loadgen
-BAKERY=target/release/bakery
-BENCH=target/release/bakery-bench
+BAKERY=${CARGO_TARGET_DIR:-target}/release/bakery
+BENCH=${CARGO_TARGET_DIR:-target}/release/bakery-bench
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bakery-bench.XXXXXX")
 RUNS=$WORK/runs
@@ -107,6 +107,10 @@ load_run() {
     local label=$1 n=$2
     shift 2
     local dir=$WORK/$label-$n
+    # Each run starts with nothing of the previous one left to write back:
+    # the outbox makes each group of emails durable with one syncfs, which
+    # would otherwise also wait for the last run's hundreds of megabytes.
+    sync
     start_bakery "$dir/data"
     "$BENCH" --url "$BAKERY_URL" --baker-token-file "$dir/data/baker-token" \
         --server-pid "$BAKERY_PID" --label "$label" --json "$RUNS/$label-$n.json" \
