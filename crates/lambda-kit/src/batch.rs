@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::future::Future;
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use domain::events::Event;
 use futures::StreamExt;
@@ -118,30 +118,54 @@ where
     report
 }
 
+/// A message's id, and how its step went.
+type MessageOutcome = (Option<String>, Result<(), String>);
+
 /// Runs `step` on every message of an SQS batch, decoded from JSON as `T`.
+///
+/// Messages with the same body run one after another, the others
+/// concurrently. A standard queue may deliver a message twice, and a step
+/// that ran again after a restart may have sent its message twice; copies
+/// in one batch must not race each other past the step's "already done"
+/// check, or the partner hears of it twice.
 pub async fn for_each_message<T, F, Fut>(batch: SqsEvent, step: F) -> BatchReport
 where
     T: DeserializeOwned,
     F: Fn(T) -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
+    let mut copies: Vec<Vec<SqsMessage>> = Vec::new();
+    let mut group_of_body: HashMap<String, usize> = HashMap::new();
+    for message in batch.records {
+        let body = message.body.clone().unwrap_or_default();
+        let index = *group_of_body.entry(body).or_insert_with(|| {
+            copies.push(Vec::new());
+            copies.len() - 1
+        });
+        copies[index].push(message);
+    }
+
     let step = &step;
-    let outcomes: Vec<(Option<String>, Result<(), String>)> = futures::stream::iter(batch.records)
-        .map(|message| async move {
-            let decoded = serde_json::from_str::<T>(message.body.as_deref().unwrap_or(""))
-                .map_err(|e| format!("message is not the expected JSON: {e}"));
-            let outcome = match decoded {
-                Ok(body) => step(body).await,
-                Err(why) => Err(why),
-            };
-            (message.message_id, outcome)
+    let outcomes: Vec<Vec<MessageOutcome>> = futures::stream::iter(copies)
+        .map(|group| async move {
+            let mut outcomes = Vec::with_capacity(group.len());
+            for message in group {
+                let decoded = serde_json::from_str::<T>(message.body.as_deref().unwrap_or(""))
+                    .map_err(|e| format!("message is not the expected JSON: {e}"));
+                let outcome = match decoded {
+                    Ok(body) => step(body).await,
+                    Err(why) => Err(why),
+                };
+                outcomes.push((message.message_id, outcome));
+            }
+            outcomes
         })
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
 
     let mut report = BatchReport::default();
-    for (message_id, outcome) in outcomes {
+    for (message_id, outcome) in outcomes.into_iter().flatten() {
         match (message_id, outcome) {
             (_, Ok(())) => {}
             (Some(id), Err(why)) => report.fail(id, why),
@@ -157,7 +181,6 @@ where
 mod tests {
     use super::*;
     use aws_lambda_events::event::kinesis::KinesisEventRecord;
-    use aws_lambda_events::event::sqs::SqsMessage;
     use std::sync::Mutex;
 
     fn order_event(order: u128) -> Vec<u8> {
@@ -260,5 +283,45 @@ mod tests {
         let json = serde_json::to_value(report.sqs_response()).unwrap();
         assert_eq!(json["batchItemFailures"].as_array().unwrap().len(), 2);
         assert!(json["batchItemFailures"][0]["itemIdentifier"].is_string());
+    }
+
+    #[tokio::test]
+    async fn copies_of_a_message_in_one_batch_run_one_after_another() {
+        let mut batch = SqsEvent::default();
+        for (id, body) in [
+            ("a", r#"{"n":1}"#),
+            ("b", r#"{"n":2}"#),
+            ("c", r#"{"n":1}"#),
+        ] {
+            let mut message = SqsMessage::default();
+            message.message_id = Some(id.into());
+            message.body = Some(body.into());
+            batch.records.push(message);
+        }
+        #[derive(serde::Deserialize)]
+        struct Body {
+            n: u32,
+        }
+        // A step with an "already done" check that a concurrent copy would
+        // pass too: it yields between the check and the record.
+        let done = Mutex::new(Vec::new());
+        let calls = Mutex::new(Vec::new());
+        let report = for_each_message(batch, |body: Body| {
+            let (done, calls) = (&done, &calls);
+            async move {
+                if done.lock().unwrap().contains(&body.n) {
+                    return Ok(());
+                }
+                tokio::task::yield_now().await;
+                calls.lock().unwrap().push(body.n);
+                done.lock().unwrap().push(body.n);
+                Ok(())
+            }
+        })
+        .await;
+        assert!(report.failures.is_empty());
+        let mut calls = calls.into_inner().unwrap();
+        calls.sort();
+        assert_eq!(calls, vec![1, 2], "the copy of 1 found it done");
     }
 }
