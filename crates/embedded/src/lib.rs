@@ -22,6 +22,8 @@
 //! - `writer.rs`: the one writer thread and its group commit; every write
 //!   in this crate is a job run there.
 //! - `readers.rs`: the pool of read-only connections reads run on.
+//! - `checkpointer.rs`: the thread that copies the WAL back into the
+//!   database file, so the writer never does.
 //! - `owner.rs`: which process owns the data directory (and may hand back
 //!   a crashed predecessor's in-flight messages).
 //! - `store.rs`: [`SqliteStore`], the [`domain::ports::OrderStore`], and
@@ -39,6 +41,7 @@
 //! tested through the public API against real files in `tests/`.
 //! `examples/place_throughput.rs` measures durable orders per second.
 
+mod checkpointer;
 mod dead_letters;
 mod error;
 mod mail;
@@ -65,6 +68,7 @@ pub use queues::{QueueDepth, ReceivedMessage, SqliteQueue};
 pub use store::SqliteStore;
 pub use stream::StreamRecord;
 
+use crate::checkpointer::Checkpointer;
 use crate::error::io_error;
 use crate::readers::Readers;
 use crate::writer::{Signals, WriteTx, Writer};
@@ -100,9 +104,12 @@ pub struct Database {
 }
 
 struct Inner {
-    // Fields drop in order: readers close first so that the writer, closing
-    // last, can checkpoint the WAL; the ownership lock goes after both.
+    // Fields drop in order: readers and the checkpoint thread close first
+    // so that the writer, closing last, can checkpoint the WAL; the
+    // ownership lock goes after both.
     readers: Readers,
+    // Held for its thread, which stops when this drops.
+    _checkpointer: Checkpointer,
     writer: Writer,
     signals: Arc<Signals>,
     /// Queue messages this process has received and whose receive is not
@@ -144,9 +151,11 @@ impl Database {
         }
         let signals = Arc::new(Signals::new());
         let writer = Writer::start(conn, options.max_batch, Arc::clone(&signals))?;
+        let checkpointer = Checkpointer::start(path.clone(), options.busy_timeout)?;
         Ok(Database {
             inner: Arc::new(Inner {
                 readers: Readers::new(path.clone(), options.busy_timeout),
+                _checkpointer: checkpointer,
                 writer,
                 signals,
                 claims: Arc::default(),

@@ -129,6 +129,9 @@ pub(crate) fn open_writer(path: &Path, busy_timeout: Duration) -> Result<Connect
     conn.pragma_update(None, "foreign_keys", "ON").or_store()?;
     conn.pragma_update(None, "temp_store", "MEMORY")
         .or_store()?;
+    // The checkpoint thread copies the WAL back (see `checkpointer.rs`).
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .or_store()?;
     conn.set_prepared_statement_cache_capacity(64);
     migrate(&conn)?;
     Ok(conn)

@@ -328,3 +328,30 @@ fn a_newer_schema_is_refused() {
     let error = Database::open(dir.path(), Options::default()).unwrap_err();
     assert!(matches!(error, StoreError::Failed(_)), "{error:?}");
 }
+
+#[tokio::test]
+async fn the_wal_is_copied_back_in_the_background_while_the_bakery_runs() {
+    let (dir, db) = fresh();
+    let database = dir.path().join("bakery.sqlite3");
+    let size = || std::fs::metadata(&database).map(|m| m.len()).unwrap_or(0);
+    let before = size();
+    // The writer never checkpoints; only the checkpoint thread writes the
+    // database file while it is open, so the file growing is its work.
+    let store = db.store();
+    for i in 0..300 {
+        store
+            .place(&new_order_with_key(&format!("wal-{i}"), "fp"))
+            .await
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while size() <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file stayed at {before} bytes: nothing was copied back"
+        );
+        tokio::task::yield_now().await;
+        std::thread::yield_now();
+    }
+    assert_eq!(db.count_orders().await.unwrap(), 300);
+}
