@@ -48,9 +48,9 @@ struct LoadArgs {
     /// Open loop: this many arrivals per second instead of a closed loop.
     #[arg(long)]
     rate: Option<f64>,
-    /// First interval between polls of GET /order/{id}; doubles per poll.
-    /// A step takes a few milliseconds, so polling sooner mostly finds
-    /// nothing and costs both sides a request.
+    /// Shortest wait before polling GET /order/{id}. The first poll waits
+    /// for the step's usual time (a running average), at least this; then
+    /// the interval starts here and doubles per poll.
     #[arg(long, default_value_t = 4)]
     poll_min_ms: u64,
     /// Longest interval between polls.
