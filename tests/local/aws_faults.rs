@@ -19,18 +19,16 @@ use aws_adapters::emulator::{Moto, clients_for};
 use aws_adapters::{Clients, KinesisReader};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::QueueAttributeName;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::process::Command;
 
 use crate::fault_proxy::{FaultProxy, KINESIS_PUT_RECORD, KINESIS_PUT_RECORDS, SES_SEND_EMAIL};
+use crate::flaky_partner::{FlakyPartner, PartnerMode};
 use crate::support::*;
-
-const LIMIT: Duration = Duration::from_secs(60);
 
 const CREDENTIALS: [(&str, &str); 4] = [
     ("AWS_ACCESS_KEY_ID", "testing"),
@@ -632,137 +630,12 @@ async fn aws_ses_failing_dead_letters_baker_emails_and_redrive_sends_each_once()
 // ---------------------------------------------------------------------------
 // The delivery partner down.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PartnerMode {
-    /// 204 to every well-signed call.
-    Up,
-    /// 500 to everything.
-    Failing,
-    /// The port is closed.
-    Down,
-}
-
-#[derive(Debug, Clone)]
-struct Call {
-    webhook_id: String,
-    order_id: String,
-    answered: u16,
-}
-
-/// A webhook partner that can answer 500 or close its port.
-#[derive(Clone)]
-struct SwitchPartner {
-    port: u16,
-    url: String,
-    mode: Arc<Mutex<PartnerMode>>,
-    calls: Arc<Mutex<Vec<Call>>>,
-    shutdown: Arc<Mutex<Option<tokio::sync::oneshot::Sender<()>>>>,
-}
-
-impl SwitchPartner {
-    async fn start() -> SwitchPartner {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let partner = SwitchPartner {
-            port,
-            url: format!("http://127.0.0.1:{port}/hooks"),
-            mode: Arc::new(Mutex::new(PartnerMode::Up)),
-            calls: Arc::default(),
-            shutdown: Arc::default(),
-        };
-        partner.serve(listener);
-        partner
-    }
-
-    fn serve(&self, listener: TcpListener) {
-        let app = axum::Router::new()
-            .route("/hooks", axum::routing::post(switch_receive))
-            .with_state(self.clone());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        *self.shutdown.lock().unwrap() = Some(stop);
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
-    }
-
-    async fn set_mode(&self, mode: PartnerMode) {
-        *self.mode.lock().unwrap() = mode;
-        let running = self.shutdown.lock().unwrap().is_some();
-        if mode == PartnerMode::Down && running {
-            if let Some(stop) = self.shutdown.lock().unwrap().take() {
-                let _ = stop.send(());
-            }
-            let port = self.port;
-            eventually("the partner's port to close", LIMIT, || async move {
-                tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_err()
-                    .then_some(())
-            })
-            .await;
-        } else if mode != PartnerMode::Down && !running {
-            let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
-            self.serve(listener);
-        }
-    }
-
-    fn calls_for(&self, order_id: &str) -> Vec<Call> {
-        let calls = self.calls.lock().unwrap();
-        calls
-            .iter()
-            .filter(|c| c.order_id == order_id)
-            .cloned()
-            .collect()
-    }
-
-    /// Calls answered 2xx, per webhook id.
-    fn accepted(&self) -> HashMap<String, usize> {
-        let mut accepted = HashMap::new();
-        for call in self.calls.lock().unwrap().iter() {
-            if (200..300).contains(&call.answered) {
-                *accepted.entry(call.webhook_id.clone()).or_default() += 1;
-            }
-        }
-        accepted
-    }
-}
-
-async fn switch_receive(
-    State(partner): State<SwitchPartner>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    assert!(
-        outbound::verify_webhook(WEBHOOK_SECRET, &headers, &body),
-        "every call is signed"
-    );
-    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let answered = match *partner.mode.lock().unwrap() {
-        PartnerMode::Failing => StatusCode::INTERNAL_SERVER_ERROR,
-        PartnerMode::Up | PartnerMode::Down => StatusCode::NO_CONTENT,
-    };
-    partner.calls.lock().unwrap().push(Call {
-        webhook_id: headers
-            .get("webhook-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string(),
-        order_id: json["data"]["orderId"].as_str().unwrap_or("").to_string(),
-        answered: answered.as_u16(),
-    });
-    answered
-}
-
 #[tokio::test]
 async fn aws_partner_down_dead_letters_to_the_delivery_dlq_and_redrive_delivers_once() {
     const MAX_TRIES: usize = 3;
     let started = Instant::now();
     let rig = Rig::start().await;
-    let delivery = SwitchPartner::start().await;
+    let delivery = FlakyPartner::start().await;
     let care = Partner::start().await;
     let bakery = rig
         .bakery(&[
@@ -873,7 +746,7 @@ async fn aws_partner_down_dead_letters_to_the_delivery_dlq_and_redrive_delivers_
         assert_eq!(accepted_for_order, 1, "{id}");
     }
     assert_eq!(care.accepted_ids().len(), 1);
-    let calls = delivery.calls.lock().unwrap().len();
+    let calls = delivery.call_count();
     eprintln!(
         "aws partner fault: 5 orders; {calls} calls reached the delivery company ({MAX_TRIES} \
          answered 500, the rest accepted) and {MAX_TRIES} receives met a closed port; 2 messages \

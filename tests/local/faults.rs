@@ -13,18 +13,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::flaky_partner::{FlakyPartner, PartnerMode};
 use crate::support::*;
-
-const LIMIT: Duration = Duration::from_secs(60);
 
 fn id_of(order: &Value) -> String {
     order["orderId"].as_str().unwrap().to_string()
@@ -280,146 +276,6 @@ async fn smtp_refusing_or_down_dead_letters_baker_emails_and_redrive_sends_each_
     );
 }
 
-// ---------------------------------------------------------------------------
-// A partner that can fail, hang or be gone.
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PartnerMode {
-    /// 204 to every well-signed call.
-    Up,
-    /// 500 to everything.
-    Failing,
-    /// Accepts the connection and the request, never answers.
-    Hanging,
-    /// The port is closed.
-    Down,
-}
-
-/// One call the flaky partner saw; `answered` is 0 for calls left hanging.
-#[derive(Debug, Clone)]
-struct Call {
-    webhook_id: String,
-    order_id: String,
-    answered: u16,
-}
-
-#[derive(Clone)]
-struct FlakyPartner {
-    port: u16,
-    url: String,
-    mode: Arc<Mutex<PartnerMode>>,
-    calls: Arc<Mutex<Vec<Call>>>,
-    /// Stops the server that is up: no new connections, idle ones closed.
-    shutdown: Arc<Mutex<Option<tokio::sync::oneshot::Sender<()>>>>,
-}
-
-impl FlakyPartner {
-    async fn start() -> FlakyPartner {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let partner = FlakyPartner {
-            port,
-            url: format!("http://127.0.0.1:{port}/hooks"),
-            mode: Arc::new(Mutex::new(PartnerMode::Up)),
-            calls: Arc::default(),
-            shutdown: Arc::default(),
-        };
-        partner.serve(listener);
-        partner
-    }
-
-    fn serve(&self, listener: TcpListener) {
-        let app = axum::Router::new()
-            .route("/hooks", axum::routing::post(flaky_receive))
-            .with_state(self.clone());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        *self.shutdown.lock().unwrap() = Some(stop);
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
-    }
-
-    async fn set_mode(&self, mode: PartnerMode) {
-        *self.mode.lock().unwrap() = mode;
-        let running = self.shutdown.lock().unwrap().is_some();
-        if mode == PartnerMode::Down && running {
-            if let Some(stop) = self.shutdown.lock().unwrap().take() {
-                let _ = stop.send(());
-            }
-            let port = self.port;
-            eventually("the partner's port to close", LIMIT, || async move {
-                tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_err()
-                    .then_some(())
-            })
-            .await;
-        } else if mode != PartnerMode::Down && !running {
-            let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
-            self.serve(listener);
-        }
-    }
-
-    fn calls_for(&self, order_id: &str) -> Vec<Call> {
-        let calls = self.calls.lock().unwrap();
-        calls
-            .iter()
-            .filter(|c| c.order_id == order_id)
-            .cloned()
-            .collect()
-    }
-
-    /// Calls answered 2xx, per webhook id.
-    fn accepted(&self) -> HashMap<String, usize> {
-        let mut accepted = HashMap::new();
-        for call in self.calls.lock().unwrap().iter() {
-            if (200..300).contains(&call.answered) {
-                *accepted.entry(call.webhook_id.clone()).or_default() += 1;
-            }
-        }
-        accepted
-    }
-}
-
-async fn flaky_receive(
-    State(partner): State<FlakyPartner>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    assert!(
-        outbound::verify_webhook(WEBHOOK_SECRET, &headers, &body),
-        "every call is signed"
-    );
-    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let mode = *partner.mode.lock().unwrap();
-    let answered = match mode {
-        PartnerMode::Up | PartnerMode::Down => StatusCode::NO_CONTENT,
-        PartnerMode::Failing => StatusCode::INTERNAL_SERVER_ERROR,
-        PartnerMode::Hanging => StatusCode::OK,
-    };
-    partner.calls.lock().unwrap().push(Call {
-        webhook_id: headers
-            .get("webhook-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string(),
-        order_id: json["data"]["orderId"].as_str().unwrap_or("").to_string(),
-        answered: if mode == PartnerMode::Hanging {
-            0
-        } else {
-            answered.as_u16()
-        },
-    });
-    if mode == PartnerMode::Hanging {
-        std::future::pending::<()>().await;
-    }
-    answered
-}
-
 #[tokio::test]
 async fn a_partner_failing_hanging_or_down_dead_letters_and_redrive_delivers_once() {
     let started = Instant::now();
@@ -531,7 +387,7 @@ async fn a_partner_failing_hanging_or_down_dead_letters_and_redrive_delivers_onc
     println!(
         "partner faults: 5 orders, {} partner calls (500, hung, refused, accepted), \
          3 dead letters redriven, 5 accepted once each, 0 duplicates ({:.1} s)",
-        delivery.calls.lock().unwrap().len(),
+        delivery.call_count(),
         started.elapsed().as_secs_f64()
     );
 }

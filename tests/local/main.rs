@@ -5,13 +5,9 @@
 
 mod support;
 
-use std::time::Duration;
-
 use futures::StreamExt;
 use serde_json::{Value, json};
 use support::*;
-
-const LIMIT: Duration = Duration::from_secs(60);
 
 fn id_of(order: &Value) -> String {
     order["orderId"].as_str().unwrap().to_string()
@@ -460,4 +456,5 @@ mod aws_faults;
 mod bad_input;
 mod fault_proxy;
 mod faults;
+mod flaky_partner;
 mod security;

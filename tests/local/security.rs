@@ -12,8 +12,6 @@ use tokio::net::TcpStream;
 
 use crate::support::*;
 
-const LIMIT: Duration = Duration::from_secs(60);
-
 fn id_of(order: &Value) -> String {
     order["orderId"].as_str().unwrap().to_string()
 }

@@ -18,6 +18,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+/// The longest any test waits for something to happen.
+pub const LIMIT: Duration = Duration::from_secs(60);
+
 pub const BAKER_TOKEN: &str = "test-baker-token-0123456789";
 pub const WEBHOOK_SECRET: &str = "whsec_dGVzdC13ZWJob29rLXNlY3JldC0wMTIzNDU2Nzg5";
 

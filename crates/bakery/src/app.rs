@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
-use aws_adapters::operations::{AwsOperations, OperationsConfig, QueueUrls};
 use aws_adapters::{DynamoStore, SesMailer, SqsQueue};
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
@@ -439,31 +438,7 @@ impl Parts {
             &resources.table,
             &resources.stream,
         ));
-        let queue = |name: &str, url: &String, dead_letter_url: &String| QueueUrls {
-            name: name.into(),
-            url: url.clone(),
-            dead_letter_url: dead_letter_url.clone(),
-        };
-        let operations = AwsOperations::new(
-            clients,
-            OperationsConfig {
-                stream: resources.stream.clone(),
-                consumers: vec![names::NOTIFY_BAKER.into(), names::DISPATCH.into()],
-                queues: vec![
-                    queue(
-                        names::DELIVERY_QUEUE,
-                        &resources.delivery_queue_url,
-                        &resources.delivery_dlq_url,
-                    ),
-                    queue(
-                        names::FEEDBACK_QUEUE,
-                        &resources.feedback_queue_url,
-                        &resources.feedback_dlq_url,
-                    ),
-                ],
-                stream_failures_url: resources.stream_failures_url.clone(),
-            },
-        );
+        let operations = resources.operations();
         Ok(Parts {
             store: store.clone(),
             queries: store,

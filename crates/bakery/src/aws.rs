@@ -5,8 +5,10 @@
 use anyhow::{Context, Result};
 use aws_adapters::Clients;
 use aws_adapters::clients::config_loader;
+use aws_adapters::operations::{AwsOperations, OperationsConfig, QueueUrls};
 use aws_adapters::provision::{self, DeadLetter};
 
+use crate::app::names;
 use crate::config::{AwsConfig, Tuning};
 
 /// The resources one bakery uses.
@@ -24,6 +26,36 @@ pub struct Resources {
 }
 
 impl Resources {
+    /// The operator's view of these resources: depths, dead letters,
+    /// redrive (for the operator's page and `bakery dlq`).
+    pub fn operations(&self) -> AwsOperations {
+        let queue = |name: &str, url: &str, dead_letter_url: &str| QueueUrls {
+            name: name.into(),
+            url: url.into(),
+            dead_letter_url: dead_letter_url.into(),
+        };
+        AwsOperations::new(
+            &self.clients,
+            OperationsConfig {
+                stream: self.stream.clone(),
+                consumers: vec![names::NOTIFY_BAKER.into(), names::DISPATCH.into()],
+                queues: vec![
+                    queue(
+                        names::DELIVERY_QUEUE,
+                        &self.delivery_queue_url,
+                        &self.delivery_dlq_url,
+                    ),
+                    queue(
+                        names::FEEDBACK_QUEUE,
+                        &self.feedback_queue_url,
+                        &self.feedback_dlq_url,
+                    ),
+                ],
+                stream_failures_url: self.stream_failures_url.clone(),
+            },
+        )
+    }
+
     pub async fn connect(
         config: &AwsConfig,
         tuning: &Tuning,

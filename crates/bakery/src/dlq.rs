@@ -15,11 +15,10 @@
 //! `stream-failures:<message id>`). This command never creates resources.
 
 use anyhow::{Context, Result, bail};
-use aws_adapters::operations::{AwsOperations, OperationsConfig, QueueUrls};
+use aws_adapters::operations::AwsOperations;
 use domain::ports::Operations;
 use embedded::Database;
 
-use crate::app::names;
 use crate::aws::Resources;
 use crate::config::{Backend, DlqAction, ServeConfig};
 
@@ -78,31 +77,7 @@ async fn aws_operations(config: &ServeConfig) -> Result<AwsOperations> {
                 aws.aws_prefix
             )
         })?;
-    let queue = |name: &str, url: &str, dead_letter_url: &str| QueueUrls {
-        name: name.into(),
-        url: url.into(),
-        dead_letter_url: dead_letter_url.into(),
-    };
-    Ok(AwsOperations::new(
-        &resources.clients,
-        OperationsConfig {
-            stream: resources.stream.clone(),
-            consumers: vec![names::NOTIFY_BAKER.into(), names::DISPATCH.into()],
-            queues: vec![
-                queue(
-                    names::DELIVERY_QUEUE,
-                    &resources.delivery_queue_url,
-                    &resources.delivery_dlq_url,
-                ),
-                queue(
-                    names::FEEDBACK_QUEUE,
-                    &resources.feedback_queue_url,
-                    &resources.feedback_dlq_url,
-                ),
-            ],
-            stream_failures_url: resources.stream_failures_url.clone(),
-        },
-    ))
+    Ok(resources.operations())
 }
 
 async fn run_aws(config: &ServeConfig, action: &DlqAction) -> Result<()> {
