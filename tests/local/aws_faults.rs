@@ -19,11 +19,8 @@ use aws_adapters::emulator::{Moto, clients_for};
 use aws_adapters::{Clients, KinesisReader};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::QueueAttributeName;
-use axum::extract::State;
-use axum::http::StatusCode;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::process::Command;
 
 use crate::fault_proxy::{FaultProxy, KINESIS_PUT_RECORD, KINESIS_PUT_RECORDS, SES_SEND_EMAIL};
@@ -55,13 +52,11 @@ struct Rig {
 }
 
 impl Rig {
-    /// A rig whose emulator applies each DynamoDB request on its own, as
-    /// DynamoDB applies each write to an item (see [`DynamoGate`]): a lost
-    /// race is then the bakery's doing, never the emulator's.
+    /// An emulator behind a fault proxy (which also makes the emulator's
+    /// conditional writes atomic, see `fault_proxy.rs`).
     async fn start() -> Rig {
         let moto = Moto::start().await;
-        let gate = DynamoGate::start(&moto.endpoint).await;
-        let proxy = FaultProxy::start(&gate.url).await;
+        let proxy = FaultProxy::start(&moto.endpoint).await;
         let clients = clients_for(&moto.endpoint, None).await;
         Rig {
             moto,
@@ -232,32 +227,24 @@ impl Rig {
 
     /// `ApproximateNumberOfMessages` of `<prefix>-<queue>`, asked of SQS.
     async fn visible_messages(&self, queue: &str) -> u64 {
-        let url = self
-            .clients
-            .sqs
-            .get_queue_url()
-            .queue_name(format!("{}-{queue}", self.prefix))
-            .send()
+        self.queue_counts(queue, &[QueueAttributeName::ApproximateNumberOfMessages])
             .await
-            .unwrap()
-            .queue_url
-            .unwrap();
-        let attributes = self
-            .clients
-            .sqs
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .send()
-            .await
-            .unwrap();
-        attributes.attributes().unwrap()[&QueueAttributeName::ApproximateNumberOfMessages]
-            .parse()
-            .unwrap()
     }
 
     /// Messages in `<prefix>-<queue>`, visible or received and in flight.
     async fn queued_messages(&self, queue: &str) -> u64 {
+        self.queue_counts(
+            queue,
+            &[
+                QueueAttributeName::ApproximateNumberOfMessages,
+                QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            ],
+        )
+        .await
+    }
+
+    /// The sum of these count attributes of `<prefix>-<queue>`.
+    async fn queue_counts(&self, queue: &str, counts: &[QueueAttributeName]) -> u64 {
         let url = self
             .clients
             .sqs
@@ -273,131 +260,16 @@ impl Rig {
             .sqs
             .get_queue_attributes()
             .queue_url(url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .set_attribute_names(Some(counts.to_vec()))
             .send()
             .await
             .unwrap();
         let attributes = attributes.attributes().unwrap();
-        [
-            QueueAttributeName::ApproximateNumberOfMessages,
-            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-        ]
-        .iter()
-        .map(|name| attributes[name].parse::<u64>().unwrap())
-        .sum()
+        counts
+            .iter()
+            .map(|name| attributes[name].parse::<u64>().unwrap())
+            .sum()
     }
-}
-
-/// One DynamoDB request at a time between the fault proxy and the
-/// emulator; everything else passes straight through, untouched.
-///
-/// DynamoDB applies a conditional write to an item atomically. moto checks
-/// the condition and then applies the update as separate steps with no lock
-/// between them, so if its request threads switch in between (more likely
-/// the busier the machine) two compare-and-sets on the same version can both
-/// succeed, and one update is lost. The races on one order below send many
-/// compare-and-sets on one version at once; through this gate a lost race
-/// is the bakery's doing, never the emulator's. It costs little: moto runs
-/// one request at a time under its interpreter lock anyway.
-struct DynamoGate {
-    url: String,
-}
-
-struct GateState {
-    upstream: String,
-    client: reqwest::Client,
-    turn: tokio::sync::Mutex<()>,
-}
-
-impl DynamoGate {
-    async fn start(upstream: &str) -> DynamoGate {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let state = Arc::new(GateState {
-            upstream: upstream.trim_end_matches('/').to_string(),
-            client: reqwest::Client::builder()
-                .pool_max_idle_per_host(32)
-                .build()
-                .unwrap(),
-            turn: tokio::sync::Mutex::new(()),
-        });
-        let app = axum::Router::new().fallback(gate_forward).with_state(state);
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        DynamoGate { url }
-    }
-}
-
-/// Headers that belong to one hop, not to the request or the answer.
-const GATE_HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "content-length",
-];
-
-async fn gate_forward(
-    State(gate): State<Arc<GateState>>,
-    request: axum::extract::Request,
-) -> axum::response::Response {
-    let dynamodb = request
-        .headers()
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|target| target.starts_with("DynamoDB_"));
-    let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .unwrap_or_default();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let mut outgoing = gate
-        .client
-        .request(parts.method, format!("{}{path}", gate.upstream))
-        .body(body);
-    for (name, value) in &parts.headers {
-        if !GATE_HOP_BY_HOP.contains(&name.as_str()) {
-            outgoing = outgoing.header(name, value);
-        }
-    }
-    // Held until the whole answer is read: the write is done by then.
-    let _turn = if dynamodb {
-        Some(gate.turn.lock().await)
-    } else {
-        None
-    };
-    let answered = match outgoing.send().await {
-        Ok(answer) => {
-            let status = answer.status();
-            let headers = answer.headers().clone();
-            answer
-                .bytes()
-                .await
-                .ok()
-                .map(|bytes| (status, headers, bytes))
-        }
-        Err(_) => None,
-    };
-    let Some((status, headers, bytes)) = answered else {
-        let mut response = axum::response::Response::new(axum::body::Body::empty());
-        *response.status_mut() = StatusCode::BAD_GATEWAY;
-        return response;
-    };
-    let mut response = axum::response::Response::new(axum::body::Body::from(bytes));
-    *response.status_mut() = status;
-    for (name, value) in &headers {
-        if !GATE_HOP_BY_HOP.contains(&name.as_str()) {
-            response.headers_mut().append(name, value.clone());
-        }
-    }
-    response
 }
 
 /// `POST /order` with an Idempotency-Key: status, content type, body.

@@ -10,6 +10,14 @@
 //! protocols (SESv2 `SendEmail` is `POST /v2/email/outbound-emails`).
 //! The proxy counts, per operation, the requests it forwarded and the ones
 //! it failed.
+//!
+//! It also lets one DynamoDB request through at a time. DynamoDB applies a
+//! conditional write to an item atomically; the emulator checks the
+//! condition and then applies the update as separate steps with no lock
+//! between them, so when its request threads switch in between (the
+//! busier the machine, the likelier) two compare-and-sets on the same
+//! version can both succeed and one update is lost. One at a time, a lost
+//! race in the tests is the bakery's doing, never the emulator's.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -49,6 +57,8 @@ struct ProxyState {
     /// Failing operations, with the status they answer.
     failing: Mutex<HashMap<String, u16>>,
     counts: Mutex<HashMap<String, Counts>>,
+    /// Held by the DynamoDB request being answered.
+    dynamodb_turn: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -70,6 +80,7 @@ impl FaultProxy {
                 .unwrap(),
             failing: Mutex::default(),
             counts: Mutex::default(),
+            dynamodb_turn: tokio::sync::Mutex::new(()),
         });
         let app = axum::Router::new()
             .fallback(forward)
@@ -160,7 +171,7 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
     let failing = state.failing.lock().unwrap().get(&operation).copied();
     {
         let mut counts = state.counts.lock().unwrap();
-        let counts = counts.entry(operation).or_default();
+        let counts = counts.entry(operation.clone()).or_default();
         match failing {
             Some(_) => counts.failed += 1,
             None => counts.forwarded += 1,
@@ -191,6 +202,12 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
             outgoing = outgoing.header(name, value);
         }
     }
+    // Held until the whole answer is read: the write is done by then.
+    let _turn = if operation.starts_with("DynamoDB_") {
+        Some(state.dynamodb_turn.lock().await)
+    } else {
+        None
+    };
     let answer = match outgoing.send().await {
         Ok(answer) => answer,
         Err(_) => return status_only(StatusCode::BAD_GATEWAY),
