@@ -252,19 +252,26 @@ mod tests {
         assert_eq!(response.batch_item_failures.len(), 3);
     }
 
-    #[tokio::test]
-    async fn sqs_failures_are_reported_by_message_id() {
+    /// An SQS batch of (message id, body).
+    fn sqs(messages: &[(&str, &str)]) -> SqsEvent {
         let mut batch = SqsEvent::default();
-        for (id, body) in [("m1", r#"{"n":1}"#), ("m2", r#"{"n":2}"#), ("m3", "nope")] {
+        for (id, body) in messages {
             let mut message = SqsMessage::default();
-            message.message_id = Some(id.into());
-            message.body = Some(body.into());
+            message.message_id = Some((*id).into());
+            message.body = Some((*body).into());
             batch.records.push(message);
         }
-        #[derive(serde::Deserialize)]
-        struct Body {
-            n: u32,
-        }
+        batch
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Body {
+        n: u32,
+    }
+
+    #[tokio::test]
+    async fn sqs_failures_are_reported_by_message_id() {
+        let batch = sqs(&[("m1", r#"{"n":1}"#), ("m2", r#"{"n":2}"#), ("m3", "nope")]);
         let report = for_each_message(batch, |body: Body| async move {
             if body.n == 2 {
                 Err("partner down".to_string())
@@ -287,21 +294,11 @@ mod tests {
 
     #[tokio::test]
     async fn copies_of_a_message_in_one_batch_run_one_after_another() {
-        let mut batch = SqsEvent::default();
-        for (id, body) in [
+        let batch = sqs(&[
             ("a", r#"{"n":1}"#),
             ("b", r#"{"n":2}"#),
             ("c", r#"{"n":1}"#),
-        ] {
-            let mut message = SqsMessage::default();
-            message.message_id = Some(id.into());
-            message.body = Some(body.into());
-            batch.records.push(message);
-        }
-        #[derive(serde::Deserialize)]
-        struct Body {
-            n: u32,
-        }
+        ]);
         // A step with an "already done" check that a concurrent copy would
         // pass too: it yields between the check and the record.
         let done = Mutex::new(Vec::new());
