@@ -184,6 +184,16 @@ async fn finish_orders(
         (care.accepted_ids().len() >= orders.len()).then_some(())
     })
     .await;
+    // The partner hears of it before the bakery records that it did.
+    eventually("every order's last step recorded", LIMIT, || async {
+        let finished = each(orders.to_vec(), 32, |(id, _)| async move {
+            steps(&bakery.order_status(&id).await)
+                .contains(&"customer_service_notified".to_string())
+        })
+        .await;
+        finished.iter().all(|done| *done).then_some(())
+    })
+    .await;
 }
 
 async fn with_partners() -> (Partner, Partner, Vec<String>) {
