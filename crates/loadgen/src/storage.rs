@@ -309,6 +309,8 @@ pub fn raw(dir: &Path, orders: u64, group: usize) -> Result<StorageRun> {
     }
     std::fs::create_dir_all(dir)?;
     let conn = Connection::open(&path)?;
+    // The same file format as the bakery's (see the embedded crate's schema).
+    conn.pragma_update(None, "page_size", 2048)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         bail!("no WAL on {}", path.display());

@@ -2,9 +2,10 @@
 //!
 //! Locally there is no mail server; the outbox is where a developer (or a
 //! test) reads what the bakery sent. One file per email key makes sending
-//! idempotent: a file that exists was sent. Files appear atomically (temp
-//! file in the same directory, fsync, rename, fsync of the directory), so a
-//! crash leaves either no mail or a whole one, never half of one.
+//! idempotent: a file that exists was sent. Files appear atomically: on
+//! Linux each is written unnamed (`O_TMPFILE`) and then linked under its
+//! name, one directory entry per email; elsewhere a hidden temp file is
+//! renamed into place. A reader never sees half of a mail.
 //!
 //! One thread writes every file, in groups: it takes all the emails
 //! waiting, writes each to its temp file and renames it into place, then
@@ -197,20 +198,102 @@ enum Outcome {
     Failed(MailError),
 }
 
+/// Writes `bytes` to `dir/<key>.eml` unless that file exists, not yet
+/// durably ([`sync_group`] does that). Returns the file's path if it wrote
+/// it. `key` was checked by `build_message` (no separators, no leading
+/// dot), so the path stays inside `dir`.
+///
+/// The file is written unnamed and then given its name in one step, so a
+/// reader never sees half of it. A file already there counts as sent,
+/// unless it is empty: what a crash between naming and syncing can leave,
+/// which is written again.
+fn place(dir: &Path, key: &str, bytes: &[u8]) -> Result<Option<PathBuf>, MailError> {
+    let path = dir.join(format!("{key}.eml"));
+    let outcome = match unnamed_file(dir, bytes) {
+        Ok(Some(file)) => name_unnamed(&file, &path),
+        Ok(None) => write_and_rename(dir, key, bytes, &path, false),
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(()) => Ok(Some(path)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.len() > 0 => Ok(None),
+            // A torn leftover: replace it.
+            Ok(_) => write_and_rename(dir, key, bytes, &path, true)
+                .map(|()| Some(path.clone()))
+                .map_err(|e| unavailable("cannot write outbox mail", &path, &e)),
+            Err(e) => Err(unavailable("cannot check outbox", &path, &e)),
+        },
+        Err(e) => Err(unavailable("cannot write outbox mail", &path, &e)),
+    }
+}
+
+/// A file in `dir` with `bytes` in it and no name yet (Linux `O_TMPFILE`),
+/// or `None` where the filesystem cannot make one.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn unnamed_file(dir: &Path, bytes: &[u8]) -> io::Result<Option<fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_TMPFILE)
+        .mode(0o666)
+        .open(dir);
+    let mut file = match opened {
+        Ok(file) => file,
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(nix::libc::EOPNOTSUPP | nix::libc::EISDIR)
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    file.write_all(bytes)?;
+    Ok(Some(file))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn unnamed_file(_dir: &Path, _bytes: &[u8]) -> io::Result<Option<fs::File>> {
+    Ok(None)
+}
+
+/// Gives an unnamed file its name; `AlreadyExists` if the name is taken.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn name_unnamed(file: &fs::File, path: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let source = format!("/proc/self/fd/{}", file.as_raw_fd());
+    nix::unistd::linkat(
+        None,
+        Path::new(&source),
+        None,
+        path,
+        nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+    )
+    .map_err(io::Error::from)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn name_unnamed(_file: &fs::File, _path: &Path) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
 /// Distinguishes temp files of concurrent writers (several processes, or
 /// several outboxes over one directory).
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Writes `bytes` to `dir/<key>.eml` unless that file exists, not yet
-/// durably ([`sync_group`] does that). Returns the file's path if it wrote it. `key` was
-/// checked by `build_message` (no separators, no leading dot), so the path
-/// stays inside `dir`.
-fn place(dir: &Path, key: &str, bytes: &[u8]) -> Result<Option<PathBuf>, MailError> {
-    let path = dir.join(format!("{key}.eml"));
-    match fs::symlink_metadata(&path) {
-        Ok(_) => return Ok(None),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(unavailable("cannot check outbox", &path, &e)),
+/// The portable way: a hidden temp file renamed into place. Without
+/// `replace`, an existing file is left alone (`AlreadyExists`).
+fn write_and_rename(
+    dir: &Path,
+    key: &str,
+    bytes: &[u8],
+    path: &Path,
+    replace: bool,
+) -> io::Result<()> {
+    if !replace && fs::symlink_metadata(path).is_ok() {
+        return Err(io::Error::from(io::ErrorKind::AlreadyExists));
     }
     // Hidden and not `.eml`, so readers of the outbox never pick it up.
     let temp = dir.join(format!(
@@ -218,13 +301,12 @@ fn place(dir: &Path, key: &str, bytes: &[u8]) -> Result<Option<PathBuf>, MailErr
         std::process::id(),
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
-    let result = write_new(&temp, bytes).and_then(|()| fs::rename(&temp, &path));
-    if let Err(e) = result {
+    let result = write_new(&temp, bytes).and_then(|()| fs::rename(&temp, path));
+    if result.is_err() {
         // Best effort: after a failed rename the temp file is still there.
         let _ = fs::remove_file(&temp);
-        return Err(unavailable("cannot write outbox mail", &path, &e));
     }
-    Ok(Some(path))
+    result
 }
 
 fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {

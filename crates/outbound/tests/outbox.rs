@@ -87,6 +87,24 @@ async fn sending_the_same_key_again_leaves_the_file_alone() {
 }
 
 #[tokio::test]
+async fn an_empty_file_left_by_a_crash_is_written_again() {
+    // A crash after a mail got its name but before it was synced can leave
+    // the name on an empty file; that mail was never sent.
+    let (_tmp, mailer) = outbox();
+    let path = mailer.dir().join("k-3.eml");
+    fs::write(&path, b"").unwrap();
+
+    mailer
+        .send(&email("k-3", "ann@example.com", "Again", "three"))
+        .await
+        .unwrap();
+
+    let eml = Eml::parse(&fs::read(&path).unwrap());
+    assert_eq!(eml.header("Subject"), "Again");
+    assert_eq!(entries(mailer.dir()), vec!["k-3.eml"], "no temp file left");
+}
+
+#[tokio::test]
 async fn a_subject_cannot_add_headers() {
     let (_tmp, mailer) = outbox();
     mailer
