@@ -24,7 +24,8 @@ use domain::Catalog;
 use domain::auth::{CustomerTokens, TokenHash};
 use domain::events::Email;
 use domain::ports::{
-    MailError, Mailer, Operations, OrderQueries, OrderStore, PartnerNotifier, Queue,
+    AdvanceAndSend, AdvanceThenSend, MailError, Mailer, Operations, OrderQueries, OrderStore,
+    PartnerNotifier,
 };
 use embedded::Database;
 use futures::FutureExt;
@@ -102,8 +103,8 @@ impl Bakery {
             store,
             queries,
             operations,
-            delivery_queue,
-            feedback_queue,
+            to_delivery,
+            to_feedback,
             mailer,
             sources,
             outbox,
@@ -157,7 +158,7 @@ impl Bakery {
             },
             delivered::Deps {
                 store: store.clone(),
-                feedback_queue,
+                to_feedback,
             },
             pages,
             Duration::from_millis(tuning.request_timeout_ms),
@@ -169,10 +170,7 @@ impl Bakery {
                 baker_email: config.baker_email.clone(),
                 api_url: public_url,
             },
-            dispatch: dispatch::Deps {
-                store: store.clone(),
-                delivery_queue,
-            },
+            dispatch: dispatch::Deps { to_delivery },
             notify_delivery: notify_delivery::Deps {
                 store: store.clone(),
                 delivery_company,
@@ -382,8 +380,10 @@ struct Parts {
     /// What the cake maker's and the operator's pages read.
     queries: Arc<dyn OrderQueries>,
     operations: Arc<dyn Operations>,
-    delivery_queue: Arc<dyn Queue>,
-    feedback_queue: Arc<dyn Queue>,
+    /// Status moves that send to the delivery queue (`dispatch`) and to
+    /// the feedback queue (`delivered`).
+    to_delivery: Arc<dyn AdvanceAndSend>,
+    to_feedback: Arc<dyn AdvanceAndSend>,
     mailer: Arc<dyn Mailer>,
     sources: Sources,
     outbox: Option<PathBuf>,
@@ -422,8 +422,8 @@ impl Parts {
             store: Arc::new(db.store()),
             queries: Arc::new(db.clone()),
             operations: Arc::new(db.clone()),
-            delivery_queue: Arc::new(db.queue(names::DELIVERY_QUEUE)),
-            feedback_queue: Arc::new(db.queue(names::FEEDBACK_QUEUE)),
+            to_delivery: Arc::new(db.step_to_queue(names::DELIVERY_QUEUE)),
+            to_feedback: Arc::new(db.step_to_queue(names::FEEDBACK_QUEUE)),
             mailer,
             sources: Sources::Embedded(db),
             outbox,
@@ -439,12 +439,20 @@ impl Parts {
             &resources.stream,
         ));
         let operations = resources.operations();
+        let to_delivery = AdvanceThenSend {
+            store: store.clone(),
+            queue: Arc::new(SqsQueue::new(clients, &resources.delivery_queue_url)),
+        };
+        let to_feedback = AdvanceThenSend {
+            store: store.clone(),
+            queue: Arc::new(SqsQueue::new(clients, &resources.feedback_queue_url)),
+        };
         Ok(Parts {
             store: store.clone(),
             queries: store,
             operations: Arc::new(operations),
-            delivery_queue: Arc::new(SqsQueue::new(clients, &resources.delivery_queue_url)),
-            feedback_queue: Arc::new(SqsQueue::new(clients, &resources.feedback_queue_url)),
+            to_delivery: Arc::new(to_delivery),
+            to_feedback: Arc::new(to_feedback),
             mailer: Arc::new(SesMailer::new(clients, config.mail_from.clone())),
             sources: Sources::Aws {
                 resources: Box::new(resources),

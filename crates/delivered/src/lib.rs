@@ -2,7 +2,8 @@
 //!
 //! `POST /order/delivered` (the customer's own token) moves the order
 //! `out_for_delivery -> delivered` by compare-and-set, keeps the review and
-//! sends the review to the feedback queue for customer service. If the
+//! sends the review to the feedback queue for customer service (in one
+//! transaction where the backend has one, see [`AdvanceAndSend`]). If the
 //! queue is unavailable the customer gets a 503; their retry finds the order
 //! already delivered and sends the message again (same message id, so
 //! customer service hears it once).
@@ -15,7 +16,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
 use domain::events::FeedbackMessage;
-use domain::ports::{Advanced, OrderStore, Queue, QueueError, QueueMessage};
+use domain::ports::{AdvanceAndSend, Advanced, OrderStore, QueueMessage};
 use domain::validation::{DeliverRequest, limits};
 use domain::{Order, Status, Step, StepDetails, Transition};
 use lambda_kit::http::{ApiError, JsonBody, bearer_token};
@@ -23,7 +24,8 @@ use lambda_kit::http::{ApiError, JsonBody, bearer_token};
 #[derive(Clone)]
 pub struct Deps {
     pub store: Arc<dyn OrderStore>,
-    pub feedback_queue: Arc<dyn Queue>,
+    /// The order table and the feedback queue.
+    pub to_feedback: Arc<dyn AdvanceAndSend>,
 }
 
 pub fn router(deps: Deps) -> Router {
@@ -58,7 +60,13 @@ async fn confirm_delivery(
             ..StepDetails::default()
         },
     };
-    let order = match deps.store.advance(&transition, None).await? {
+    // Sent on every confirmation, first or repeated: a repeat may be the
+    // retry of one whose send failed.
+    let order = match deps
+        .to_feedback
+        .advance_and_send(&transition, feedback_message)
+        .await?
+    {
         Advanced::Moved(order) => {
             tracing::info!(order_id = %order.order_id, "order delivered");
             order
@@ -72,18 +80,17 @@ async fn confirm_delivery(
         }
         Advanced::NotFound => return Err(ApiError::NotFound),
     };
-    // Sent on every confirmation, first or repeated: a repeat may be the
-    // retry of one whose send failed.
-    let delivered_at = order.at(Step::Delivered).unwrap_or(transition.at);
-    let message = FeedbackMessage::for_order(&order, delivered_at);
-    deps.feedback_queue
-        .send(&QueueMessage {
-            id: message.message_id.to_string(),
-            body: serde_json::to_string(&message).map_err(|e| ApiError::Internal(e.to_string()))?,
-        })
-        .await
-        .map_err(|QueueError::Unavailable(why)| ApiError::Unavailable(why))?;
     Ok(Json(order))
+}
+
+/// The review for customer service, from the delivered order.
+fn feedback_message(order: &Order) -> Result<QueueMessage, String> {
+    let delivered_at = order.at(Step::Delivered).unwrap_or_else(Utc::now);
+    let message = FeedbackMessage::for_order(order, delivered_at);
+    Ok(QueueMessage {
+        id: message.message_id.to_string(),
+        body: serde_json::to_string(&message).map_err(|e| e.to_string())?,
+    })
 }
 
 #[cfg(test)]
@@ -92,6 +99,7 @@ mod tests {
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
     use domain::memory::{MemoryQueue, MemoryStore, placed_order, token_of};
+    use domain::ports::{AdvanceThenSend, QueueError};
     use http_body_util::BodyExt;
     use serde_json::{Value, json};
     use tower::ServiceExt;
@@ -101,7 +109,10 @@ mod tests {
         let queue = Arc::new(MemoryQueue::default());
         let deps = Deps {
             store: store.clone(),
-            feedback_queue: queue.clone(),
+            to_feedback: Arc::new(AdvanceThenSend {
+                store: store.clone(),
+                queue: queue.clone(),
+            }),
         };
         (store, queue, router(deps))
     }

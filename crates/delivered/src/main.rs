@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use aws_adapters::{Clients, DynamoStore, SqsQueue, env};
+use domain::ports::AdvanceThenSend;
 use lambda_http::Error;
 
 #[tokio::main]
@@ -15,9 +16,13 @@ async fn main() -> Result<(), Error> {
     let feedback_queue = env::required("FEEDBACK_QUEUE_URL")?;
 
     let clients = Clients::from_env().await;
+    let store = Arc::new(DynamoStore::without_stream(&clients, table));
     let deps = delivered::Deps {
-        store: Arc::new(DynamoStore::without_stream(&clients, table)),
-        feedback_queue: Arc::new(SqsQueue::new(&clients, feedback_queue)),
+        store: store.clone(),
+        to_feedback: Arc::new(AdvanceThenSend {
+            store,
+            queue: Arc::new(SqsQueue::new(&clients, feedback_queue)),
+        }),
     };
     lambda_http::run(delivered::router(deps)).await
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use domain::memory::{MemoryQueue, MemoryStore};
+use domain::ports::AdvanceThenSend;
 use domain::{OrderId, Status};
 use lambda_check::fixtures::{self, ORDER_OUT_FOR_DELIVERY, ORDER_PLACED};
 use lambda_check::http::{body_json, invoke};
@@ -16,7 +17,10 @@ fn app() -> (Arc<MemoryStore>, Arc<MemoryQueue>, Router) {
     let queue = Arc::new(MemoryQueue::default());
     let deps = delivered::Deps {
         store: store.clone(),
-        feedback_queue: queue.clone(),
+        to_feedback: Arc::new(AdvanceThenSend {
+            store: store.clone(),
+            queue: queue.clone(),
+        }),
     };
     (store, queue, delivered::router(deps))
 }

@@ -12,14 +12,14 @@ use std::sync::Arc;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use chrono::Utc;
 use domain::events::{DeliveryRequest, Event, EventType};
-use domain::ports::{Advanced, OrderStore, Queue, QueueMessage};
-use domain::{Status, Step, StepDetails, Transition};
+use domain::ports::{AdvanceAndSend, Advanced, QueueMessage};
+use domain::{Order, Status, Step, StepDetails, Transition};
 use lambda_kit::batch::{BatchReport, for_each_event};
 
 #[derive(Clone)]
 pub struct Deps {
-    pub store: Arc<dyn OrderStore>,
-    pub delivery_queue: Arc<dyn Queue>,
+    /// The order table and the delivery queue.
+    pub to_delivery: Arc<dyn AdvanceAndSend>,
 }
 
 /// Handles one batch of stream records.
@@ -37,33 +37,32 @@ async fn dispatch(deps: &Deps, event: Event) -> Result<(), String> {
         at: Utc::now(),
         details: StepDetails::default(),
     };
-    let order = match deps
-        .store
-        .advance(&transition, None)
+    match deps
+        .to_delivery
+        .advance_and_send(&transition, delivery_request)
         .await
         .map_err(|e| e.to_string())?
     {
-        Advanced::Moved(order) | Advanced::AlreadyDone(order) => order,
-        Advanced::OutOfOrder(order) => {
-            return Err(format!(
-                "order is {} but a fulfilled event arrived",
-                order.status
-            ));
+        Advanced::Moved(order) | Advanced::AlreadyDone(order) => {
+            tracing::info!(order_id = %order.order_id, "out for delivery");
+            Ok(())
         }
-        Advanced::NotFound => return Err("order not found".into()),
-    };
-    let requested_at = order.at(Step::OutForDelivery).unwrap_or(transition.at);
-    let request = DeliveryRequest::for_order(&order, requested_at);
-    let body = serde_json::to_string(&request).map_err(|e| e.to_string())?;
-    deps.delivery_queue
-        .send(&QueueMessage {
-            id: request.message_id.to_string(),
-            body,
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    tracing::info!(order_id = %order.order_id, "out for delivery");
-    Ok(())
+        Advanced::OutOfOrder(order) => Err(format!(
+            "order is {} but a fulfilled event arrived",
+            order.status
+        )),
+        Advanced::NotFound => Err("order not found".into()),
+    }
+}
+
+/// The delivery company's request for an order out for delivery.
+fn delivery_request(order: &Order) -> Result<QueueMessage, String> {
+    let requested_at = order.at(Step::OutForDelivery).unwrap_or_else(Utc::now);
+    let request = DeliveryRequest::for_order(order, requested_at);
+    Ok(QueueMessage {
+        id: request.message_id.to_string(),
+        body: serde_json::to_string(&request).map_err(|e| e.to_string())?,
+    })
 }
 
 #[cfg(test)]
@@ -71,14 +70,16 @@ mod tests {
     use super::*;
     use aws_lambda_events::event::kinesis::KinesisEventRecord;
     use domain::memory::{MemoryQueue, MemoryStore, placed_order};
-    use domain::ports::QueueError;
+    use domain::ports::{AdvanceThenSend, QueueError};
 
     fn setup() -> (Arc<MemoryStore>, Arc<MemoryQueue>, Deps) {
         let store = Arc::new(MemoryStore::default());
         let queue = Arc::new(MemoryQueue::default());
         let deps = Deps {
-            store: store.clone(),
-            delivery_queue: queue.clone(),
+            to_delivery: Arc::new(AdvanceThenSend {
+                store: store.clone(),
+                queue: queue.clone(),
+            }),
         };
         (store, queue, deps)
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use aws_adapters::{Clients, DynamoStore, SqsQueue, env};
 use aws_lambda_events::event::kinesis::KinesisEvent;
+use domain::ports::AdvanceThenSend;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -16,8 +17,10 @@ async fn main() -> Result<(), Error> {
 
     let clients = Clients::from_env().await;
     let deps = dispatch::Deps {
-        store: Arc::new(DynamoStore::without_stream(&clients, table)),
-        delivery_queue: Arc::new(SqsQueue::new(&clients, delivery_queue)),
+        to_delivery: Arc::new(AdvanceThenSend {
+            store: Arc::new(DynamoStore::without_stream(&clients, table)),
+            queue: Arc::new(SqsQueue::new(&clients, delivery_queue)),
+        }),
     };
     let deps = &deps;
     lambda_runtime::run(service_fn(|event: LambdaEvent<KinesisEvent>| async move {

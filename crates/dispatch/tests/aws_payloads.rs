@@ -8,6 +8,7 @@ use std::sync::Arc;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use domain::events::DeliveryRequest;
 use domain::memory::{MemoryQueue, MemoryStore};
+use domain::ports::AdvanceThenSend;
 use domain::{OrderId, Status};
 use lambda_check::fixtures::{self, ORDER_FULFILLED, POISON_SEQUENCE_NUMBER};
 use serde_json::json;
@@ -16,8 +17,10 @@ fn setup() -> (Arc<MemoryStore>, Arc<MemoryQueue>, dispatch::Deps) {
     let store = fixtures::seeded_store();
     let queue = Arc::new(MemoryQueue::default());
     let deps = dispatch::Deps {
-        store: store.clone(),
-        delivery_queue: queue.clone(),
+        to_delivery: Arc::new(AdvanceThenSend {
+            store: store.clone(),
+            queue: queue.clone(),
+        }),
     };
     (store, queue, deps)
 }

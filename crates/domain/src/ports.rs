@@ -126,6 +126,58 @@ pub trait Queue: Send + Sync + 'static {
     async fn send(&self, message: &QueueMessage) -> Result<(), QueueError>;
 }
 
+/// Builds the queue message a step sends from the order as it stands after
+/// the move (or as it was found, on a repeat). An `Err` is a bug in the
+/// message (it cannot be encoded): nothing is sent and the step fails.
+pub type MessageOf = fn(&Order) -> Result<QueueMessage, String>;
+
+/// A status move and the queue message it leads to (`dispatch`:
+/// fulfilled → out for delivery, and the delivery request; `delivered`:
+/// the review for customer service).
+///
+/// The message goes out on [`Advanced::Moved`] and on
+/// [`Advanced::AlreadyDone`] alike (same message id, so a repeat is
+/// recognised downstream), never otherwise. An adapter that can should
+/// commit both in one transaction, so no move is ever stored without its
+/// message (the embedded database does, saving a commit on the step's
+/// path); [`AdvanceThenSend`] does one after the other, and a retry after a
+/// failed send completes the step. A failed send is
+/// [`StoreError::Unavailable`]: try again later.
+#[async_trait]
+pub trait AdvanceAndSend: Send + Sync + 'static {
+    async fn advance_and_send(
+        &self,
+        transition: &Transition,
+        message: MessageOf,
+    ) -> Result<Advanced, StoreError>;
+}
+
+/// [`AdvanceAndSend`] over a store and a queue with no transaction in
+/// common (DynamoDB and SQS): the move, then the send.
+pub struct AdvanceThenSend {
+    pub store: std::sync::Arc<dyn OrderStore>,
+    pub queue: std::sync::Arc<dyn Queue>,
+}
+
+#[async_trait]
+impl AdvanceAndSend for AdvanceThenSend {
+    async fn advance_and_send(
+        &self,
+        transition: &Transition,
+        message: MessageOf,
+    ) -> Result<Advanced, StoreError> {
+        let advanced = self.store.advance(transition, None).await?;
+        if let Advanced::Moved(order) | Advanced::AlreadyDone(order) = &advanced {
+            let message = message(order).map_err(StoreError::Failed)?;
+            self.queue
+                .send(&message)
+                .await
+                .map_err(|QueueError::Unavailable(why)| StoreError::Unavailable(why))?;
+        }
+        Ok(advanced)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MailError {
     /// The mail server or outbox could not take it now; try again later.

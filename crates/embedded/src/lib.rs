@@ -65,7 +65,7 @@ use tokio::sync::watch;
 
 pub use dead_letters::{DeadLetter, DeadLetterKind};
 pub use queues::{QueueDepth, ReceivedMessage, SqliteQueue};
-pub use store::SqliteStore;
+pub use store::{SqliteStore, StepToQueue};
 pub use stream::StreamRecord;
 
 use crate::checkpointer::Checkpointer;
@@ -168,6 +168,11 @@ impl Database {
     /// The order store over this database.
     pub fn store(&self) -> SqliteStore {
         SqliteStore::new(self.clone())
+    }
+
+    /// Status moves that send to `queue` in the same commit.
+    pub fn step_to_queue(&self, queue: &str) -> StepToQueue {
+        StepToQueue::new(self.clone(), queue)
     }
 
     /// A handle to send to `queue` (e.g. `"delivery"`, `"feedback"`).

@@ -5,21 +5,26 @@
 //! token's hash, which the JSON leaves out on purpose. Every change to an
 //! order and the event announcing it are one writer job, so they commit or
 //! fail together; that is why a replayed `place` or a repeated `advance`
-//! never needs to put an event again.
+//! never needs to put an event again. [`StepToQueue`] does the same for a
+//! move and the queue message it leads to.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::auth::TokenHash;
 use domain::events::{Event, EventType};
 use domain::order::TransitionCheck;
-use domain::ports::{Advanced, NewOrder, OrderStore, Placed, StoreError};
+use domain::ports::{
+    AdvanceAndSend, Advanced, MessageOf, NewOrder, OrderStore, Placed, StoreError,
+};
 use domain::{Order, OrderId, Status, Step, Transition};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::Database;
 use crate::error::{OrStore, corrupt};
+use crate::queues::enqueue;
 use crate::stream;
 use crate::time;
+use crate::writer::WriteTx;
 
 /// [`OrderStore`] over the embedded database.
 #[derive(Debug, Clone)]
@@ -176,27 +181,7 @@ impl OrderStore for SqliteStore {
     ) -> Result<Advanced, StoreError> {
         let transition = transition.clone();
         self.db
-            .write(move |tx| {
-                let Some(mut order) = load(tx, &transition.order_id.to_string())? else {
-                    return Ok(Advanced::NotFound);
-                };
-                Ok(match order.check(transition.to) {
-                    TransitionCheck::Apply => {
-                        order.apply(&transition);
-                        save(tx, &order)?;
-                        if let Some(kind) = announce {
-                            let event = Event::new(kind, &order, transition.at);
-                            stream::append_event(tx, &event)?;
-                            tx.wake_stream();
-                        }
-                        Advanced::Moved(order)
-                    }
-                    // The event of the move that got it there was committed
-                    // with that move.
-                    TransitionCheck::AlreadyDone => Advanced::AlreadyDone(order),
-                    TransitionCheck::OutOfOrder => Advanced::OutOfOrder(order),
-                })
-            })
+            .write(move |tx| advance_in(tx, &transition, announce))
             .await
     }
 
@@ -214,6 +199,77 @@ impl OrderStore for SqliteStore {
                     }
                 }
                 Ok(())
+            })
+            .await
+    }
+}
+
+/// The compare-and-set of [`OrderStore::advance`], inside a writer job.
+fn advance_in(
+    tx: &mut WriteTx<'_>,
+    transition: &Transition,
+    announce: Option<EventType>,
+) -> Result<Advanced, StoreError> {
+    let Some(mut order) = load(tx, &transition.order_id.to_string())? else {
+        return Ok(Advanced::NotFound);
+    };
+    Ok(match order.check(transition.to) {
+        TransitionCheck::Apply => {
+            order.apply(transition);
+            save(tx, &order)?;
+            if let Some(kind) = announce {
+                let event = Event::new(kind, &order, transition.at);
+                stream::append_event(tx, &event)?;
+                tx.wake_stream();
+            }
+            Advanced::Moved(order)
+        }
+        // The event of the move that got it there was committed with that
+        // move.
+        TransitionCheck::AlreadyDone => Advanced::AlreadyDone(order),
+        TransitionCheck::OutOfOrder => Advanced::OutOfOrder(order),
+    })
+}
+
+/// [`AdvanceAndSend`] to one queue of the embedded database: the move and
+/// the message are one writer job, so they commit together, with one
+/// commit (one fsync) for both.
+#[derive(Debug, Clone)]
+pub struct StepToQueue {
+    db: Database,
+    queue: String,
+}
+
+impl StepToQueue {
+    pub(crate) fn new(db: Database, queue: &str) -> StepToQueue {
+        StepToQueue {
+            db,
+            queue: queue.to_owned(),
+        }
+    }
+}
+
+#[async_trait]
+impl AdvanceAndSend for StepToQueue {
+    async fn advance_and_send(
+        &self,
+        transition: &Transition,
+        message: MessageOf,
+    ) -> Result<Advanced, StoreError> {
+        let transition = transition.clone();
+        let queue = self.queue.clone();
+        self.db
+            .write(move |tx| {
+                let advanced = advance_in(tx, &transition, None)?;
+                if let Advanced::Moved(order) | Advanced::AlreadyDone(order) = &advanced {
+                    // An error rolls back the move with the job.
+                    let message = message(order).map_err(StoreError::Failed)?;
+                    // A repeat whose message is still queued adds nothing.
+                    if enqueue(tx, &queue, &message.id, &message.body)? {
+                        tx.wake_queues();
+                    }
+                }
+                Ok(advanced)
             })
             .await
     }

@@ -10,6 +10,7 @@ use super::*;
 use axum::body::Body;
 use axum::http::Request;
 use domain::memory::{MemoryQueue, MemoryStore, placed_order};
+use domain::ports::AdvanceThenSend;
 use domain::validation::{FieldError, ValidationErrors};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -73,8 +74,11 @@ fn api() -> Router {
             baker_token,
         }))
         .merge(delivered::router(delivered::Deps {
-            store,
-            feedback_queue: Arc::new(MemoryQueue::default()),
+            store: store.clone(),
+            to_feedback: Arc::new(AdvanceThenSend {
+                store,
+                queue: Arc::new(MemoryQueue::default()),
+            }),
         }))
 }
 
