@@ -4,7 +4,9 @@
 //!
 //! One file means one transaction can cover what the cloud spreads over
 //! several services: an order and the event that announces it are written
-//! together, so the local bakery never has an order nobody heard of.
+//! together, so the local bakery never has an order nobody heard of, and
+//! a status move and the queue message it leads to are written together
+//! ([`StepToQueue`]).
 //!
 //! The stream behaves like a one-shard Kinesis stream read by several
 //! consumers, each with its own checkpoint; the queues behave like SQS
@@ -26,8 +28,9 @@
 //!   database file, so the writer never does.
 //! - `owner.rs`: which process owns the data directory (and may hand back
 //!   a crashed predecessor's in-flight messages).
-//! - `store.rs`: [`SqliteStore`], the [`domain::ports::OrderStore`], and
-//!   the order reads for pages and tests.
+//! - `store.rs`: [`SqliteStore`], the [`domain::ports::OrderStore`];
+//!   [`StepToQueue`], the [`domain::ports::AdvanceAndSend`]; and the order
+//!   reads for pages and tests.
 //! - `stream.rs`: the order stream: reading, checkpoints, retry counts,
 //!   dead-lettering a record.
 //! - `queues.rs`: [`SqliteQueue`], the [`domain::ports::Queue`], and
