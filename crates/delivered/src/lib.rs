@@ -87,10 +87,7 @@ async fn confirm_delivery(
 fn feedback_message(order: &Order) -> Result<QueueMessage, String> {
     let delivered_at = order.at(Step::Delivered).unwrap_or_else(Utc::now);
     let message = FeedbackMessage::for_order(order, delivered_at);
-    Ok(QueueMessage {
-        id: message.message_id.to_string(),
-        body: serde_json::to_string(&message).map_err(|e| e.to_string())?,
-    })
+    QueueMessage::json(message.message_id, &message)
 }
 
 #[cfg(test)]

@@ -59,10 +59,7 @@ async fn dispatch(deps: &Deps, event: Event) -> Result<(), String> {
 fn delivery_request(order: &Order) -> Result<QueueMessage, String> {
     let requested_at = order.at(Step::OutForDelivery).unwrap_or_else(Utc::now);
     let request = DeliveryRequest::for_order(order, requested_at);
-    Ok(QueueMessage {
-        id: request.message_id.to_string(),
-        body: serde_json::to_string(&request).map_err(|e| e.to_string())?,
-    })
+    QueueMessage::json(request.message_id, &request)
 }
 
 #[cfg(test)]

@@ -111,6 +111,16 @@ pub struct QueueMessage {
     pub body: String,
 }
 
+impl QueueMessage {
+    /// A message whose body is `body` as JSON.
+    pub fn json(id: impl ToString, body: &impl serde::Serialize) -> Result<QueueMessage, String> {
+        Ok(QueueMessage {
+            id: id.to_string(),
+            body: serde_json::to_string(body).map_err(|e| e.to_string())?,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QueueError {
     /// The queue could not take the message now; try again later.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use common::*;
 use domain::ports::{OrderStore, Queue, QueueMessage};
-use embedded::{DeadLetterKind, QueueDepth};
+use embedded::DeadLetterKind;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -41,13 +41,7 @@ async fn received_messages_are_invisible_until_their_timeout() {
     assert_eq!(first[0].body, message("a").body);
     assert!(first[0].sent_at <= Utc::now());
     db.settled().await.unwrap();
-    assert_eq!(
-        db.queue_depth("delivery").await.unwrap(),
-        QueueDepth {
-            visible: 1,
-            in_flight: 2
-        }
-    );
+    assert_eq!(depth(&db, "delivery").await, (1, 2));
 
     let second = db.receive("delivery", 10, HOUR).await.unwrap();
     assert_eq!(second.len(), 1);
@@ -96,13 +90,7 @@ async fn pollers_receiving_at_once_never_get_the_same_message() {
     assert_eq!(ids.len(), 40, "no message twice");
     db.settled().await.unwrap();
     assert!(db.receive("delivery", 10, HOUR).await.unwrap().is_empty());
-    assert_eq!(
-        db.queue_depth("delivery").await.unwrap(),
-        QueueDepth {
-            visible: 0,
-            in_flight: 40
-        }
-    );
+    assert_eq!(depth(&db, "delivery").await, (0, 40));
 }
 
 #[tokio::test]
@@ -113,13 +101,7 @@ async fn a_deleted_message_is_gone_and_a_stale_receipt_deletes_nothing() {
     queue.send(&message("b")).await.unwrap();
     let got = db.receive("delivery", 10, HOUR).await.unwrap();
     db.delete_message("delivery", got[0].receipt).await.unwrap();
-    assert_eq!(
-        db.queue_depth("delivery").await.unwrap(),
-        QueueDepth {
-            visible: 0,
-            in_flight: 1
-        }
-    );
+    assert_eq!(depth(&db, "delivery").await, (0, 1));
     // b: received twice; the first receipt no longer names it.
     db.fail_message("delivery", got[1].receipt, "slow", 10, Duration::ZERO)
         .await
@@ -136,13 +118,7 @@ async fn a_deleted_message_is_gone_and_a_stale_receipt_deletes_nothing() {
     db.delete_message("feedback", b[0].receipt).await.unwrap();
     assert_eq!(db.queue_depth("delivery").await.unwrap().in_flight, 1);
     db.delete_message("delivery", b[0].receipt).await.unwrap();
-    assert_eq!(
-        db.queue_depth("delivery").await.unwrap(),
-        QueueDepth {
-            visible: 0,
-            in_flight: 0
-        }
-    );
+    assert_eq!(depth(&db, "delivery").await, (0, 0));
 }
 
 #[tokio::test]
@@ -197,13 +173,7 @@ async fn failed_messages_are_retried_then_dead_lettered() {
         .await
         .unwrap();
     assert!(dead);
-    assert_eq!(
-        db.queue_depth("feedback").await.unwrap(),
-        QueueDepth {
-            visible: 0,
-            in_flight: 0
-        }
-    );
+    assert_eq!(depth(&db, "feedback").await, (0, 0));
     let letters = db.dead_letters().await.unwrap();
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].kind, DeadLetterKind::Queue);
@@ -242,13 +212,7 @@ async fn a_retry_waits_out_its_delay() {
     let next = db.next_visible_at().await.unwrap().unwrap();
     assert!(next >= before + chrono::Duration::seconds(60));
     assert!(next <= Utc::now() + chrono::Duration::seconds(60));
-    assert_eq!(
-        db.queue_depth("delivery").await.unwrap(),
-        QueueDepth {
-            visible: 0,
-            in_flight: 1
-        }
-    );
+    assert_eq!(depth(&db, "delivery").await, (0, 1));
 }
 
 #[tokio::test]

@@ -7,7 +7,6 @@ use std::time::Duration;
 use common::*;
 use domain::ports::{AdvanceAndSend, Advanced, OrderStore, QueueMessage, StoreError};
 use domain::{Order, Status};
-use embedded::QueueDepth;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -76,13 +75,7 @@ async fn a_repeat_sends_again_but_a_queued_copy_is_not_doubled() {
 
     let again = step.advance_and_send(&transition, request).await.unwrap();
     assert!(matches!(again, Advanced::AlreadyDone(_)), "{again:?}");
-    assert_eq!(
-        db.queue_depth("delivery").await.unwrap(),
-        QueueDepth {
-            visible: 1,
-            in_flight: 0
-        }
-    );
+    assert_eq!(depth(&db, "delivery").await, (1, 0));
 
     // Once the first copy is handled and gone, a repeat (the retry of a
     // step whose effects downstream are deduplicated) sends it again.
@@ -91,7 +84,7 @@ async fn a_repeat_sends_again_but_a_queued_copy_is_not_doubled() {
         .await
         .unwrap();
     step.advance_and_send(&transition, request).await.unwrap();
-    assert_eq!(db.queue_depth("delivery").await.unwrap().visible, 1);
+    assert_eq!(depth(&db, "delivery").await, (1, 0));
 }
 
 #[tokio::test]
@@ -114,13 +107,7 @@ async fn no_message_for_an_order_out_of_order_or_missing() {
         .await
         .unwrap();
     assert_eq!(missing, Advanced::NotFound);
-    assert_eq!(
-        db.queue_depth("delivery").await.unwrap(),
-        QueueDepth {
-            visible: 0,
-            in_flight: 0
-        }
-    );
+    assert_eq!(depth(&db, "delivery").await, (0, 0));
 }
 
 #[tokio::test]
@@ -136,11 +123,5 @@ async fn a_message_that_cannot_be_built_undoes_the_move() {
     assert!(matches!(failed, Err(StoreError::Failed(_))), "{failed:?}");
     let stored = db.store().get(order.order_id).await.unwrap().unwrap();
     assert_eq!(stored.status, Status::Fulfilled, "nothing half done");
-    assert_eq!(
-        db.queue_depth("delivery").await.unwrap(),
-        QueueDepth {
-            visible: 0,
-            in_flight: 0
-        }
-    );
+    assert_eq!(depth(&db, "delivery").await, (0, 0));
 }

@@ -42,6 +42,13 @@ pub fn new_order_with_key(key: &str, fingerprint: &str) -> NewOrder {
     }
 }
 
+/// A queue's depth as (visible, in flight), once every write is settled.
+pub async fn depth(db: &Database, queue: &str) -> (u64, u64) {
+    db.settled().await.unwrap();
+    let depth = db.queue_depth(queue).await.unwrap();
+    (depth.visible, depth.in_flight)
+}
+
 pub fn to(order: &Order, status: Status) -> Transition {
     Transition {
         order_id: order.order_id,
