@@ -249,6 +249,19 @@ pub struct Tuning {
     )]
     pub stream_batch: usize,
 
+    /// Batches a stream consumer has in hand at once (like Lambda's
+    /// Kinesis `ParallelizationFactor`): a new record starts without
+    /// waiting for the batch before it, while records of one order are
+    /// still handled one after another and checkpoints stay in order.
+    #[arg(
+        long,
+        env = "BAKERY_STREAM_IN_FLIGHT",
+        default_value_t = 4,
+        value_parser = clap::value_parser!(u16).range(1..),
+        global = true
+    )]
+    pub stream_in_flight: u16,
+
     /// Messages a queue consumer takes at once (SQS `BatchSize`).
     #[arg(long, env = "BAKERY_QUEUE_BATCH", default_value_t = 10, global = true)]
     pub queue_batch: usize,

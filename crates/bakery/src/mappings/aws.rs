@@ -26,7 +26,10 @@ pub struct KinesisStream {
     shards: Vec<String>,
     /// Which shard the next read takes, so every shard gets its turn.
     next_shard: usize,
+    /// Per shard, the last record checkpointed.
     positions: HashMap<String, String>,
+    /// Per shard, the last record taken: reads go on from here.
+    cursors: HashMap<String, String>,
     failures: HashMap<String, u32>,
     sqs: aws_sdk_sqs::Client,
     failures_url: String,
@@ -49,6 +52,7 @@ impl KinesisStream {
             shards,
             next_shard: 0,
             positions: HashMap::new(),
+            cursors: HashMap::new(),
             failures: HashMap::new(),
             sqs: clients.sqs.clone(),
             failures_url,
@@ -73,13 +77,28 @@ impl StreamSource for KinesisStream {
         for _ in 0..self.shards.len() {
             let shard = self.shards[self.next_shard % self.shards.len()].clone();
             self.next_shard = self.next_shard.wrapping_add(1);
-            let after = self.positions.get(&shard).cloned();
+            let after = self
+                .cursors
+                .get(&shard)
+                .or_else(|| self.positions.get(&shard))
+                .cloned();
             let records = self.reader.read(&shard, after, limit).await?;
             if !records.is_empty() {
                 return Ok(records);
             }
         }
         Ok(Vec::new())
+    }
+
+    fn taken(&mut self, record: &KinesisEventRecord) -> Result<(), StoreError> {
+        let shard = shard_of(record)?.to_string();
+        self.cursors
+            .insert(shard, record.kinesis.sequence_number.clone());
+        Ok(())
+    }
+
+    fn rewind(&mut self) {
+        self.cursors.clone_from(&self.positions);
     }
 
     async fn checkpoint(&mut self, record: &KinesisEventRecord) -> Result<(), StoreError> {

@@ -3,6 +3,7 @@
 //! Consumers wake on the database's change counter the moment something is
 //! appended or sent, so there is no polling delay.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,11 +24,14 @@ pub struct EmbeddedStream {
     db: Database,
     consumer: &'static str,
     changes: watch::Receiver<u64>,
-    /// The records last read, to find a failed one's stored form again.
-    read: Vec<StreamRecord>,
+    /// The records read and not yet checkpointed, by sequence number, to
+    /// find a failed one's stored form again.
+    read: BTreeMap<i64, StreamRecord>,
     /// The consumer's checkpoint as it will be once the checkpoints on
-    /// their way to the writer are committed; reads go on from here.
+    /// their way to the writer are committed.
     position: i64,
+    /// The last record taken: reads go on from here.
+    cursor: i64,
 }
 
 impl EmbeddedStream {
@@ -36,16 +40,16 @@ impl EmbeddedStream {
             changes: db.stream_changes(),
             db,
             consumer,
-            read: Vec::new(),
+            read: BTreeMap::new(),
             position: 0,
+            cursor: 0,
         }
     }
 
     fn stored(&self, record: &KinesisEventRecord) -> Result<&StreamRecord, StoreError> {
         let sequence = sequence_of(record)?;
         self.read
-            .iter()
-            .find(|r| r.sequence == sequence)
+            .get(&sequence)
             .ok_or_else(|| StoreError::Failed(format!("record {sequence} was not read")))
     }
 }
@@ -64,11 +68,24 @@ impl StreamSource for EmbeddedStream {
         // Mark the current state seen before reading, so an append that
         // lands after the read wakes `wait_for_more`.
         self.changes.borrow_and_update();
-        self.read = self
+        let after = self.cursor.max(self.position);
+        let records = self
             .db
-            .read_stream_after(self.consumer, self.position, limit)
+            .read_stream_after(self.consumer, after, limit)
             .await?;
-        Ok(self.read.iter().map(kinesis_record).collect())
+        let events = records.iter().map(kinesis_record).collect();
+        self.read
+            .extend(records.into_iter().map(|record| (record.sequence, record)));
+        Ok(events)
+    }
+
+    fn taken(&mut self, record: &KinesisEventRecord) -> Result<(), StoreError> {
+        self.cursor = self.cursor.max(sequence_of(record)?);
+        Ok(())
+    }
+
+    fn rewind(&mut self) {
+        self.cursor = self.position;
     }
 
     /// Moves on at once and commits the checkpoint meanwhile: the next
@@ -78,6 +95,7 @@ impl StreamSource for EmbeddedStream {
     async fn checkpoint(&mut self, record: &KinesisEventRecord) -> Result<(), StoreError> {
         let sequence = sequence_of(record)?;
         self.position = self.position.max(sequence);
+        self.read = self.read.split_off(&(self.position + 1));
         let (db, consumer) = (self.db.clone(), self.consumer);
         tokio::spawn(async move {
             if let Err(error) = db.checkpoint(consumer, sequence).await {
@@ -108,6 +126,7 @@ impl StreamSource for EmbeddedStream {
             .dead_letter_stream_record(self.consumer, &stored, reason, attempts)
             .await?;
         self.position = self.position.max(stored.sequence);
+        self.read = self.read.split_off(&(self.position + 1));
         Ok(())
     }
 

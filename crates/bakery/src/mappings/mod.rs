@@ -8,11 +8,16 @@
 //! [`QueueSource`]; [`embedded`] implements them over the SQLite file and
 //! [`aws`] over real Kinesis and SQS APIs.
 //!
-//! - Stream: one checkpoint per consumer. A batch that reports failures
+//! - Stream: one checkpoint per consumer. Up to `stream_in_flight` batches
+//!   are handled at once (like Lambda's `ParallelizationFactor`): a record
+//!   that arrives while a batch is running starts in a batch of its own,
+//!   unless a running batch holds a record of the same order, and batches
+//!   are settled in the order they were read. A batch that reports failures
 //!   checkpoints just before the first failed record, which is then retried
-//!   with backoff (later records come again; the steps are idempotent).
-//!   After `max_tries` the record goes to the dead letters with its reason
-//!   and the consumer moves on, like an on-failure destination.
+//!   with backoff (later records come again, those of the batches after it
+//!   too; the steps are idempotent). After `max_tries` the record goes to
+//!   the dead letters with its reason and the consumer moves on, like an
+//!   on-failure destination.
 //! - Queues: a received message is hidden for the visibility timeout; a
 //!   failed one comes back after a backoff, and after `max_tries` receives
 //!   it moves to the dead letters.
@@ -24,7 +29,7 @@
 pub mod aws;
 pub mod embedded;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,10 +47,21 @@ use crate::config::Tuning;
 pub type Handler<E> = Arc<dyn Fn(E) -> BoxFuture<'static, BatchReport> + Send + Sync>;
 
 /// Where a stream consumer reads from, and keeps its place.
+///
+/// Two places: the read cursor (what was handed out) and the checkpoint
+/// (what is done). Reading does not move the cursor; the consumer says how
+/// far it took ([`StreamSource::taken`]), since it may take fewer records
+/// than it read.
 #[async_trait]
 pub trait StreamSource: Send + Sync + 'static {
-    /// Records after the checkpoint, oldest first.
+    /// Records after the read cursor, oldest first.
     async fn read(&mut self, limit: usize) -> Result<Vec<KinesisEventRecord>, StoreError>;
+    /// The consumer took everything up to and including `record`: the
+    /// next read starts after it.
+    fn taken(&mut self, record: &KinesisEventRecord) -> Result<(), StoreError>;
+    /// The next read starts after the checkpoint again (after a failure,
+    /// records taken since come again).
+    fn rewind(&mut self);
     /// Everything up to and including `record` is done.
     async fn checkpoint(&mut self, record: &KinesisEventRecord) -> Result<(), StoreError>;
     /// Counts a failed try of `record`; returns the tries so far.
@@ -85,7 +101,31 @@ pub trait QueueSource: Send + Sync + 'static {
     async fn wait_for_more(&mut self, stop: &CancellationToken);
 }
 
-/// Runs a stream consumer until `stop` is cancelled.
+/// A batch of stream records being handled.
+struct InFlight {
+    records: Vec<KinesisEventRecord>,
+    report: tokio::task::JoinHandle<BatchReport>,
+}
+
+/// What the handler said of `records`; a handler that panicked failed
+/// every record.
+fn report_of(
+    records: &[KinesisEventRecord],
+    joined: Result<BatchReport, tokio::task::JoinError>,
+) -> BatchReport {
+    joined.unwrap_or_else(|error| BatchReport {
+        failures: records
+            .iter()
+            .map(|record| lambda_kit::batch::ItemFailure {
+                item_identifier: record.kinesis.sequence_number.clone(),
+                reason: format!("the handler failed: {error}"),
+            })
+            .collect(),
+    })
+}
+
+/// Runs a stream consumer until `stop` is cancelled; finishes the batches
+/// in hand before it returns.
 pub async fn run_stream_consumer(
     mut source: impl StreamSource,
     consumer: &'static str,
@@ -93,28 +133,86 @@ pub async fn run_stream_consumer(
     tuning: Tuning,
     stop: CancellationToken,
 ) {
-    while !stop.is_cancelled() {
-        let records = match source.read(tuning.stream_batch).await {
-            Ok(records) => records,
-            Err(error) => {
-                tracing::warn!(consumer, %error, "cannot read the stream; retrying");
-                pause(&stop, tuning.retry_delay(1)).await;
+    let window = usize::from(tuning.stream_in_flight.max(1));
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    loop {
+        let stopping = stop.is_cancelled();
+        if stopping && in_flight.is_empty() {
+            return;
+        }
+        // Start a new batch if there is room and something to take.
+        let mut held_back = false;
+        if !stopping && in_flight.len() < window {
+            let records = match source.read(tuning.stream_batch).await {
+                Ok(records) => records,
+                Err(error) => {
+                    tracing::warn!(consumer, %error, "cannot read the stream; retrying");
+                    pause(&stop, tuning.retry_delay(1)).await;
+                    continue;
+                }
+            };
+            let running: HashSet<&str> = in_flight
+                .iter()
+                .flat_map(|batch| batch.records.iter())
+                .map(|record| record.kinesis.partition_key.as_str())
+                .collect();
+            // An order's records stay in order: stop at the first record of
+            // an order a running batch holds.
+            let free = records
+                .iter()
+                .take_while(|record| !running.contains(record.kinesis.partition_key.as_str()))
+                .count();
+            held_back = free < records.len();
+            if free > 0 {
+                let records = records[..free].to_vec();
+                if let Err(error) = source.taken(&records[free - 1]) {
+                    tracing::error!(consumer, %error, "cannot take stream records");
+                    pause(&stop, tuning.retry_delay(1)).await;
+                    continue;
+                }
+                let mut batch = KinesisEvent::default();
+                batch.records = records.clone();
+                let report = tokio::spawn(handler(batch));
+                in_flight.push_back(InFlight { records, report });
                 continue;
             }
-        };
-        if records.is_empty() {
+        }
+        // Nothing to start: wait for the oldest batch, or for new records
+        // while there is room for them.
+        let may_start = !stopping && !held_back && in_flight.len() < window;
+        let Some(oldest) = in_flight.front_mut() else {
             source.wait_for_more(&stop).await;
             continue;
+        };
+        let joined = tokio::select! {
+            joined = &mut oldest.report => joined,
+            () = source.wait_for_more(&stop), if may_start => continue,
+        };
+        let Some(InFlight { records, .. }) = in_flight.pop_front() else {
+            continue;
+        };
+        let report = report_of(&records, joined);
+        if report.failures.is_empty() {
+            if let Some(last) = records.last() {
+                if let Err(error) = source.checkpoint(last).await {
+                    tracing::warn!(consumer, %error, "cannot checkpoint; later checkpoints will");
+                }
+            }
+            continue;
         }
-        let mut batch = KinesisEvent::default();
-        batch.records = records.clone();
-        let report = handler(batch).await;
+        // The batches after a failed one come again from the record that
+        // failed: let them finish, forget what they did, and read again.
+        for later in in_flight.drain(..) {
+            // Whatever it did comes again; a panic there shows in the log.
+            let _ = later.report.await;
+        }
         if let Err(error) =
             settle_stream_batch(&mut source, consumer, &records, &report, &tuning, &stop).await
         {
             tracing::warn!(consumer, %error, "cannot checkpoint; the batch comes again");
             pause(&stop, tuning.retry_delay(1)).await;
         }
+        source.rewind();
     }
 }
 
@@ -248,3 +346,6 @@ pub(crate) async fn pause(stop: &CancellationToken, delay: Duration) {
         () = stop.cancelled() => {}
     }
 }
+
+#[cfg(test)]
+mod stream_tests;
