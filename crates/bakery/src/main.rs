@@ -18,9 +18,11 @@ async fn main() -> std::process::ExitCode {
     // stderr so no request or batch waits on the terminal or pipe. Not
     // lossy (a full buffer makes the logger wait rather than drop a dead
     // letter's line); `_flush` writes out what is left when main returns.
+    // Buffered: the thread writes all the lines waiting at once (one
+    // syscall) and flushes whenever it has caught up.
     let (stderr, _flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
-        .finish(std::io::stderr());
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("BAKERY_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
