@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use aws_adapters::clients::MAX_ATTEMPTS;
@@ -21,7 +21,6 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::QueueAttributeName;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio::process::Command;
 
 use crate::fault_proxy::{FaultProxy, KINESIS_PUT_RECORD, KINESIS_PUT_RECORDS, SES_SEND_EMAIL};
 use crate::flaky_partner::{FlakyPartner, PartnerMode};
@@ -33,14 +32,6 @@ const CREDENTIALS: [(&str, &str); 4] = [
     ("AWS_REGION", "us-east-1"),
     ("AWS_EC2_METADATA_DISABLED", "true"),
 ];
-
-fn id_of(order: &Value) -> String {
-    order["orderId"].as_str().unwrap().to_string()
-}
-
-fn token_of(order: &Value) -> String {
-    order["customerToken"].as_str().unwrap().to_string()
-}
 
 /// One emulator, a proxy in front of it, and a prefix of our own.
 struct Rig {
@@ -91,20 +82,7 @@ impl Rig {
 
     /// `bakery dlq ...` with `--backend aws` on this rig.
     async fn dlq(&self, args: &[&str]) -> (bool, String) {
-        let output = Command::new(env!("CARGO_BIN_EXE_bakery"))
-            .arg("dlq")
-            .args(args)
-            .args(self.backend_flags())
-            .envs(CREDENTIALS)
-            .env("BAKERY_LOG", "warn")
-            .output()
-            .await
-            .unwrap();
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned()
-                + &String::from_utf8_lossy(&output.stderr),
-        )
+        run_dlq(args, &self.backend_flags(), &CREDENTIALS).await
     }
 
     async fn dead_letters(&self) -> Vec<Value> {
@@ -632,98 +610,6 @@ async fn aws_partner_down_dead_letters_to_the_delivery_dlq_and_redrive_delivers_
 // ---------------------------------------------------------------------------
 // SIGKILL under load, on the AWS backend.
 
-/// What the load saw, shared by its workers.
-#[derive(Default)]
-struct Load {
-    /// Answers the bakery gave that the load waited for (2xx).
-    acknowledged: AtomicUsize,
-    /// Requests that got no answer or a 5xx (and were retried).
-    failed: AtomicUsize,
-    /// Orders acknowledged on the first try / only after a retry.
-    first_try: AtomicUsize,
-    after_retry: AtomicUsize,
-    /// (order id, Idempotency-Key) of every order that completed.
-    done: Mutex<Vec<(String, String)>>,
-}
-
-/// A pseudo-random number in `0..n` (the test crate has no `rand`).
-fn random_below(n: u64) -> u64 {
-    (uuid::Uuid::new_v4().as_u128() % u128::from(n)) as u64
-}
-
-/// One customer's whole order, retried through kills: place (with one
-/// Idempotency-Key), have it fulfilled, confirm delivery.
-async fn one_order(client: reqwest::Client, url: Arc<RwLock<String>>, load: Arc<Load>, n: usize) {
-    let key = format!("aws-kill-{n}-{}", uuid::Uuid::new_v4());
-    let deadline = Instant::now() + LIMIT;
-    let base = || url.read().unwrap().clone();
-    let retry = |what: &str| {
-        assert!(Instant::now() < deadline, "gave up on {what} of {key}");
-        load.failed.fetch_add(1, Ordering::Relaxed);
-    };
-    let mut tries = 0;
-    let placed: Value = loop {
-        tries += 1;
-        let sent = client
-            .post(format!("{}/order", base()))
-            .header("idempotency-key", &key)
-            .json(&order_body(&format!("Customer {n}")))
-            .send()
-            .await;
-        if let Ok(response) = sent {
-            let status = response.status().as_u16();
-            assert!(status == 201 || status >= 500, "place answered {status}");
-            if status == 201 {
-                if let Ok(body) = response.json().await {
-                    break body;
-                }
-            }
-        }
-        retry("placing");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    load.acknowledged.fetch_add(1, Ordering::Relaxed);
-    if tries == 1 {
-        load.first_try.fetch_add(1, Ordering::Relaxed);
-    } else {
-        load.after_retry.fetch_add(1, Ordering::Relaxed);
-    }
-    let id = id_of(&placed);
-    let steps = [
-        (
-            "/order/fulfilled",
-            BAKER_TOKEN.to_string(),
-            json!({"orderId": id}),
-        ),
-        (
-            "/order/delivered",
-            token_of(&placed),
-            json!({"orderId": id, "orderReview": "survived"}),
-        ),
-    ];
-    for (path, token, body) in steps {
-        loop {
-            let sent = client
-                .post(format!("{}{path}", base()))
-                .bearer_auth(&token)
-                .json(&body)
-                .send()
-                .await;
-            match sent.map(|r| r.status().as_u16()) {
-                Ok(200) => break,
-                // Not out for delivery yet: dispatch is behind (or was killed).
-                Ok(409) if path == "/order/delivered" => {}
-                Ok(status) if status < 500 => panic!("{path} answered {status}"),
-                _ => retry(path),
-            }
-            assert!(Instant::now() < deadline, "gave up on {path} of {id}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        load.acknowledged.fetch_add(1, Ordering::Relaxed);
-    }
-    load.done.lock().unwrap().push((id, key));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_sigkill_15_times_under_load_loses_nothing_acknowledged() {
     const KILLS: usize = 15;
@@ -767,7 +653,7 @@ async fn aws_sigkill_15_times_under_load_loses_nothing_acknowledged() {
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
                     let n = next.fetch_add(1, Ordering::Relaxed);
-                    one_order(client.clone(), url.clone(), load.clone(), n).await;
+                    one_order(client.clone(), url.clone(), load.clone(), n, "aws-kill").await;
                 }
             })
         })
@@ -1047,13 +933,6 @@ async fn aws_twenty_concurrent_fulfils_answer_the_same_and_announce_once() {
         raced.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
-}
-
-fn rank(status: &str) -> usize {
-    ["placed", "fulfilled", "out_for_delivery", "delivered"]
-        .iter()
-        .position(|s| *s == status)
-        .unwrap_or_else(|| panic!("unknown status {status}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,14 +22,6 @@ use tokio::task::JoinHandle;
 use crate::flaky_partner::{FlakyPartner, PartnerMode};
 use crate::support::*;
 
-fn id_of(order: &Value) -> String {
-    order["orderId"].as_str().unwrap().to_string()
-}
-
-fn token_of(order: &Value) -> String {
-    order["customerToken"].as_str().unwrap().to_string()
-}
-
 /// Waits for a dead letter whose body mentions `needle`.
 async fn dead_letter_for(bakery: &Bakery, needle: &str) -> Value {
     eventually(&format!("the dead letter of {needle}"), LIMIT, || async {
@@ -395,102 +387,6 @@ async fn a_partner_failing_hanging_or_down_dead_letters_and_redrive_delivers_onc
 // ---------------------------------------------------------------------------
 // SIGKILL under load.
 
-/// What the load saw, shared by its workers.
-#[derive(Default)]
-struct Load {
-    /// Answers the bakery gave that the load waited for (2xx).
-    acknowledged: AtomicUsize,
-    /// Requests that got no answer or a 5xx (and were retried).
-    failed: AtomicUsize,
-    /// Orders acknowledged on the first try / only after a retry.
-    first_try: AtomicUsize,
-    after_retry: AtomicUsize,
-    /// (order id, Idempotency-Key) of every order that completed.
-    done: Mutex<Vec<(String, String)>>,
-}
-
-/// A pseudo-random number in `0..n` (the test crate has no `rand`).
-fn random_below(n: u64) -> u64 {
-    (uuid::Uuid::new_v4().as_u128() % u128::from(n)) as u64
-}
-
-/// One customer's whole order, retried through kills: place (with one
-/// Idempotency-Key), have it fulfilled, confirm delivery.
-async fn one_order(client: reqwest::Client, url: Arc<RwLock<String>>, load: Arc<Load>, n: usize) {
-    let key = format!("kill-test-{n}-{}", uuid::Uuid::new_v4());
-    let deadline = Instant::now() + LIMIT;
-    let base = || url.read().unwrap().clone();
-    let retry = |what: &str| {
-        assert!(Instant::now() < deadline, "gave up on {what} of {key}");
-        load.failed.fetch_add(1, Ordering::Relaxed);
-    };
-    // Place until acknowledged; a retry uses the same key.
-    let mut tries = 0;
-    let placed: Value = loop {
-        tries += 1;
-        let sent = client
-            .post(format!("{}/order", base()))
-            .header("idempotency-key", &key)
-            .json(&order_body(&format!("Customer {n}")))
-            .send()
-            .await;
-        if let Ok(response) = sent {
-            let status = response.status().as_u16();
-            assert!(status == 201 || status >= 500, "place answered {status}");
-            if status == 201 {
-                if let Ok(body) = response.json().await {
-                    break body;
-                }
-            }
-        }
-        retry("placing");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    load.acknowledged.fetch_add(1, Ordering::Relaxed);
-    if tries == 1 {
-        load.first_try.fetch_add(1, Ordering::Relaxed);
-    } else {
-        load.after_retry.fetch_add(1, Ordering::Relaxed);
-    }
-    let id = id_of(&placed);
-    let token = token_of(&placed);
-    let steps = [
-        (
-            "/order/fulfilled",
-            BAKER_TOKEN.to_string(),
-            json!({"orderId": id}),
-        ),
-        (
-            "/order/delivered",
-            token,
-            json!({"orderId": id, "orderReview": "survived"}),
-        ),
-    ];
-    for (path, token, body) in steps {
-        loop {
-            let sent = client
-                .post(format!("{}{path}", base()))
-                .bearer_auth(&token)
-                .json(&body)
-                .send()
-                .await;
-            match sent.map(|r| r.status().as_u16()) {
-                Ok(200) => break,
-                // Not out for delivery yet: dispatch is behind (or was killed).
-                Ok(409) if path == "/order/delivered" => {}
-                Ok(status) if status < 500 => panic!("{path} answered {status}"),
-                _ => {
-                    retry(path);
-                }
-            }
-            assert!(Instant::now() < deadline, "gave up on {path} of {id}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        load.acknowledged.fetch_add(1, Ordering::Relaxed);
-    }
-    load.done.lock().unwrap().push((id, key));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_25_times_under_load_loses_nothing_acknowledged() {
     const KILLS: usize = 25;
@@ -525,7 +421,7 @@ async fn sigkill_25_times_under_load_loses_nothing_acknowledged() {
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
                     let n = next.fetch_add(1, Ordering::Relaxed);
-                    one_order(client.clone(), url.clone(), load.clone(), n).await;
+                    one_order(client.clone(), url.clone(), load.clone(), n, "kill-test").await;
                 }
             })
         })
@@ -910,13 +806,6 @@ async fn twenty_concurrent_fulfils_answer_the_same_and_announce_once() {
             .count(),
         1
     );
-}
-
-fn rank(status: &str) -> usize {
-    ["placed", "fulfilled", "out_for_delivery", "delivered"]
-        .iter()
-        .position(|s| *s == status)
-        .unwrap_or_else(|| panic!("unknown status {status}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,10 +9,6 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use support::*;
 
-fn id_of(order: &Value) -> String {
-    order["orderId"].as_str().unwrap().to_string()
-}
-
 fn steps(order: &Value) -> Vec<String> {
     order["timeline"]
         .as_array()

@@ -12,14 +12,6 @@ use tokio::net::TcpStream;
 
 use crate::support::*;
 
-fn id_of(order: &Value) -> String {
-    order["orderId"].as_str().unwrap().to_string()
-}
-
-fn token_of(order: &Value) -> String {
-    order["customerToken"].as_str().unwrap().to_string()
-}
-
 /// Every file under `dir`, with its bytes.
 fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut files = Vec::new();

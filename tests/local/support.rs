@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -195,20 +196,11 @@ impl Bakery {
 
     /// `bakery dlq ...` against this bakery's data directory.
     pub async fn dlq(&self, args: &[&str]) -> (bool, String) {
-        let output = Command::new(env!("CARGO_BIN_EXE_bakery"))
-            .arg("dlq")
-            .args(args)
-            .arg("--data-dir")
-            .arg(self.data.path())
-            .env("BAKERY_LOG", "warn")
-            .output()
-            .await
-            .unwrap();
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned()
-                + &String::from_utf8_lossy(&output.stderr),
-        )
+        let place = [
+            "--data-dir".to_string(),
+            self.data.path().display().to_string(),
+        ];
+        run_dlq(args, &place, &[]).await
     }
 }
 
@@ -463,4 +455,144 @@ pub async fn wait_for(bakery: &Bakery, order_id: &str, step: &str, limit: Durati
         steps_of(&order).iter().any(|s| s == step).then_some(order)
     })
     .await
+}
+
+pub fn id_of(order: &Value) -> String {
+    order["orderId"].as_str().unwrap().to_string()
+}
+
+pub fn token_of(order: &Value) -> String {
+    order["customerToken"].as_str().unwrap().to_string()
+}
+
+/// `bakery dlq <args> <place>` (`place`: the flags that say which bakery's
+/// dead letters): whether it succeeded, and what it printed.
+pub async fn run_dlq(args: &[&str], place: &[String], envs: &[(&str, &str)]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_bakery"))
+        .arg("dlq")
+        .args(args)
+        .args(place)
+        .envs(envs.iter().copied())
+        .env("BAKERY_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr),
+    )
+}
+
+/// Where a status stands in the flow, to check it only moves forward.
+pub fn rank(status: &str) -> usize {
+    ["placed", "fulfilled", "out_for_delivery", "delivered"]
+        .iter()
+        .position(|s| *s == status)
+        .unwrap_or_else(|| panic!("unknown status {status}"))
+}
+
+// ---------------------------------------------------------------------------
+// A customer load that survives kills (the SIGKILL tests of both backends).
+
+/// What the load saw, shared by its workers.
+#[derive(Default)]
+pub struct Load {
+    /// Answers the bakery gave that the load waited for (2xx).
+    pub acknowledged: AtomicUsize,
+    /// Requests that got no answer or a 5xx (and were retried).
+    pub failed: AtomicUsize,
+    /// Orders acknowledged on the first try / only after a retry.
+    pub first_try: AtomicUsize,
+    pub after_retry: AtomicUsize,
+    /// (order id, Idempotency-Key) of every order that completed.
+    pub done: Mutex<Vec<(String, String)>>,
+}
+
+/// A pseudo-random number in `0..n` (the test crate has no `rand`).
+pub fn random_below(n: u64) -> u64 {
+    (uuid::Uuid::new_v4().as_u128() % u128::from(n)) as u64
+}
+
+/// One customer's whole order, retried through kills: place (with one
+/// Idempotency-Key), have it fulfilled, confirm delivery.
+pub async fn one_order(
+    client: reqwest::Client,
+    url: Arc<RwLock<String>>,
+    load: Arc<Load>,
+    n: usize,
+    key_prefix: &str,
+) {
+    let key = format!("{key_prefix}-{n}-{}", uuid::Uuid::new_v4());
+    let deadline = Instant::now() + LIMIT;
+    let base = || url.read().unwrap().clone();
+    let retry = |what: &str| {
+        assert!(Instant::now() < deadline, "gave up on {what} of {key}");
+        load.failed.fetch_add(1, Ordering::Relaxed);
+    };
+    // Place until acknowledged; a retry uses the same key.
+    let mut tries = 0;
+    let placed: Value = loop {
+        tries += 1;
+        let sent = client
+            .post(format!("{}/order", base()))
+            .header("idempotency-key", &key)
+            .json(&order_body(&format!("Customer {n}")))
+            .send()
+            .await;
+        if let Ok(response) = sent {
+            let status = response.status().as_u16();
+            assert!(status == 201 || status >= 500, "place answered {status}");
+            if status == 201 {
+                if let Ok(body) = response.json().await {
+                    break body;
+                }
+            }
+        }
+        retry("placing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    load.acknowledged.fetch_add(1, Ordering::Relaxed);
+    if tries == 1 {
+        load.first_try.fetch_add(1, Ordering::Relaxed);
+    } else {
+        load.after_retry.fetch_add(1, Ordering::Relaxed);
+    }
+    let id = id_of(&placed);
+    let token = token_of(&placed);
+    let steps = [
+        (
+            "/order/fulfilled",
+            BAKER_TOKEN.to_string(),
+            json!({"orderId": id}),
+        ),
+        (
+            "/order/delivered",
+            token,
+            json!({"orderId": id, "orderReview": "survived"}),
+        ),
+    ];
+    for (path, token, body) in steps {
+        loop {
+            let sent = client
+                .post(format!("{}{path}", base()))
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
+                .await;
+            match sent.map(|r| r.status().as_u16()) {
+                Ok(200) => break,
+                // Not out for delivery yet: dispatch is behind (or was killed).
+                Ok(409) if path == "/order/delivered" => {}
+                Ok(status) if status < 500 => panic!("{path} answered {status}"),
+                _ => {
+                    retry(path);
+                }
+            }
+            assert!(Instant::now() < deadline, "gave up on {path} of {id}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        load.acknowledged.fetch_add(1, Ordering::Relaxed);
+    }
+    load.done.lock().unwrap().push((id, key));
 }

@@ -250,13 +250,16 @@ pub struct Tuning {
     pub stream_batch: usize,
 
     /// Batches a stream consumer has in hand at once (like Lambda's
-    /// Kinesis `ParallelizationFactor`): a new record starts without
-    /// waiting for the batch before it, while records of one order are
-    /// still handled one after another and checkpoints stay in order.
+    /// Kinesis `ParallelizationFactor`): above 1, a new record starts
+    /// without waiting for the batch before it, while records of one order
+    /// are still handled one after another and checkpoints stay in order.
+    /// Measured: it shortens the cake maker's email step under load, but the
+    /// smaller batches cost CPU that a burst of orders would rather have
+    /// (see docs/benchmark.md), so the default is Lambda's: 1.
     #[arg(
         long,
         env = "BAKERY_STREAM_IN_FLIGHT",
-        default_value_t = 4,
+        default_value_t = 1,
         value_parser = clap::value_parser!(u16).range(1..),
         global = true
     )]

@@ -228,6 +228,16 @@ async fn until(
     assert!(waited.is_ok(), "timed out waiting until {what}");
 }
 
+async fn until_started(steps: &Arc<Mutex<Steps>>, progress: &mut watch::Receiver<usize>, n: u64) {
+    let what = format!("record {n} started");
+    until(steps, progress, &what, |s| s.started.contains(&n)).await;
+}
+
+async fn until_finished(steps: &Arc<Mutex<Steps>>, progress: &mut watch::Receiver<usize>, n: u64) {
+    let what = format!("record {n} finished");
+    until(steps, progress, &what, |s| s.finished.contains(&n)).await;
+}
+
 fn gate(steps: &Arc<Mutex<Steps>>, sequence: u64) -> watch::Sender<bool> {
     let (open, gate) = watch::channel(false);
     steps.lock().unwrap().gates.insert(sequence, gate);
@@ -240,24 +250,15 @@ async fn a_new_record_does_not_wait_for_the_batch_before_it() {
     let (stop, steps, mut progress, consumer) = start(&stream, 4);
     let slow = gate(&steps, 1);
     stream.append("order-a");
-    until(&steps, &mut progress, "record 1 started", |s| {
-        s.started.contains(&1)
-    })
-    .await;
+    until_started(&steps, &mut progress, 1).await;
 
     stream.append("order-b");
-    until(&steps, &mut progress, "record 2 finished", |s| {
-        s.finished.contains(&2)
-    })
-    .await;
+    until_finished(&steps, &mut progress, 2).await;
     assert!(!steps.lock().unwrap().finished.contains(&1), "1 still runs");
     assert_eq!(stream.checkpoint(), 0, "checkpoints wait for the oldest");
 
     slow.send(true).unwrap();
-    until(&steps, &mut progress, "record 1 finished", |s| {
-        s.finished.contains(&1)
-    })
-    .await;
+    until_finished(&steps, &mut progress, 1).await;
     stop.cancel();
     consumer.await.unwrap();
     assert_eq!(stream.checkpoint(), 2);
@@ -269,10 +270,7 @@ async fn one_batch_at_a_time_waits_for_the_batch_before_it() {
     let (stop, steps, mut progress, consumer) = start(&stream, 1);
     let slow = gate(&steps, 1);
     stream.append("order-a");
-    until(&steps, &mut progress, "record 1 started", |s| {
-        s.started.contains(&1)
-    })
-    .await;
+    until_started(&steps, &mut progress, 1).await;
     stream.append("order-b");
     // Give the consumer every chance to (wrongly) start record 2.
     for _ in 0..100 {
@@ -281,10 +279,7 @@ async fn one_batch_at_a_time_waits_for_the_batch_before_it() {
     assert_eq!(steps.lock().unwrap().started, vec![1]);
 
     slow.send(true).unwrap();
-    until(&steps, &mut progress, "record 2 finished", |s| {
-        s.finished.contains(&2)
-    })
-    .await;
+    until_finished(&steps, &mut progress, 2).await;
     stop.cancel();
     consumer.await.unwrap();
     assert_eq!(stream.checkpoint(), 2);
@@ -296,10 +291,7 @@ async fn an_orders_records_are_handled_one_after_another() {
     let (stop, steps, mut progress, consumer) = start(&stream, 4);
     let slow = gate(&steps, 1);
     stream.append("order-a");
-    until(&steps, &mut progress, "record 1 started", |s| {
-        s.started.contains(&1)
-    })
-    .await;
+    until_started(&steps, &mut progress, 1).await;
 
     // The same order again, then another order behind it.
     stream.append("order-a");
@@ -333,15 +325,9 @@ async fn a_failure_checkpoints_before_it_and_the_batches_after_it_come_again() {
     let slow = gate(&steps, 1);
     steps.lock().unwrap().fail_once.insert(1);
     stream.append("order-a");
-    until(&steps, &mut progress, "record 1 started", |s| {
-        s.started.contains(&1)
-    })
-    .await;
+    until_started(&steps, &mut progress, 1).await;
     stream.append("order-b");
-    until(&steps, &mut progress, "record 2 finished", |s| {
-        s.finished.contains(&2)
-    })
-    .await;
+    until_finished(&steps, &mut progress, 2).await;
 
     // Record 1 fails: nothing is checkpointed past it, and record 2, done
     // in a later batch, is handled again after it.
