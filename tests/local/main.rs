@@ -463,4 +463,5 @@ mod bad_input;
 mod fault_proxy;
 mod faults;
 mod flaky_partner;
+mod long_poll;
 mod security;

@@ -139,6 +139,7 @@ impl Bakery {
                 catalog: catalog.clone(),
                 customer_tokens: CustomerTokens::new(secrets.customer_token_secret.clone()),
                 baker_token,
+                max_wait: tuning.max_wait(),
             }),
             queries,
             operations,
@@ -151,6 +152,7 @@ impl Bakery {
                 catalog,
                 customer_tokens: CustomerTokens::new(secrets.customer_token_secret.clone()),
                 baker_token,
+                max_wait: tuning.max_wait(),
             },
             fulfilled::Deps {
                 store: store.clone(),
@@ -255,6 +257,16 @@ impl Bakery {
                 &stop,
             )
             .await?;
+        // Long-polling reads answer as soon as the bakery stops, so they do
+        // not hold up the shutdown.
+        if let Sources::Embedded(db) = &self.sources {
+            let db = db.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                stop.cancelled().await;
+                db.stop_watching();
+            });
+        }
         serve_http(self.listener, self.router, header_timeout, stop.clone()).await;
         for worker in workers {
             if let Err(error) = worker.await {

@@ -316,9 +316,29 @@ pub struct Tuning {
         global = true
     )]
     pub request_timeout_ms: u64,
+
+    /// Longest wait of a `GET /order/{orderId}?waitFor=…` (long-poll);
+    /// kept below the request timeout.
+    #[arg(
+        long,
+        env = "BAKERY_MAX_WAIT_MS",
+        default_value_t = 5_000,
+        global = true
+    )]
+    pub max_wait_ms: u64,
 }
 
 impl Tuning {
+    /// The longest long-poll: `max_wait_ms`, but always a second (or half)
+    /// short of the request timeout, which would otherwise answer 503.
+    pub fn max_wait(&self) -> Duration {
+        let below_timeout = self
+            .request_timeout_ms
+            .saturating_sub(1_000)
+            .max(self.request_timeout_ms / 2);
+        Duration::from_millis(self.max_wait_ms.min(below_timeout))
+    }
+
     /// Wait before retry number `attempt` (1 = the first retry).
     pub fn retry_delay(&self, attempt: u32) -> Duration {
         let factor = 1u64 << attempt.saturating_sub(1).min(20);

@@ -102,6 +102,22 @@ pub enum Step {
 }
 
 impl Step {
+    /// Every step, in flow order.
+    pub const ALL: [Step; 7] = [
+        Step::Placed,
+        Step::BakerNotified,
+        Step::Fulfilled,
+        Step::OutForDelivery,
+        Step::DeliveryNotified,
+        Step::Delivered,
+        Step::CustomerServiceNotified,
+    ];
+
+    /// The step named `text` (as in the timeline), if there is one.
+    pub fn parse(text: &str) -> Option<Step> {
+        Step::ALL.into_iter().find(|step| step.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Step::Placed => "placed",

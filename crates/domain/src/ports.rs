@@ -4,6 +4,9 @@
 //! error to return when. Handlers map these errors to HTTP answers or to
 //! batch item failures; adapters map their vendors' errors to these.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -102,7 +105,20 @@ pub trait OrderStore: Send + Sync + 'static {
         step: Step,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+
+    /// A signal that completes once `order_id` may have changed (a status
+    /// move or a recorded step) after this call, for reads that wait for a
+    /// step (long-polling). It may also complete early, so callers read
+    /// the order again and decide. `None`: this store cannot tell, and
+    /// callers answer at once (clients then poll).
+    fn watch(&self, order_id: OrderId) -> Option<OrderChanged> {
+        let _ = order_id;
+        None
+    }
 }
+
+/// See [`OrderStore::watch`].
+pub type OrderChanged = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A message for a queue; `id` is the deduplication id consumers use.
 #[derive(Debug, Clone, PartialEq, Eq)]

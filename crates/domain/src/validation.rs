@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::catalog::Catalog;
-use crate::order::OrderId;
+use crate::order::{OrderId, Step};
 
 /// Limits on every field a client sends.
 pub mod limits {
@@ -166,6 +166,19 @@ impl DeliverRequest {
 }
 
 /// Checks an `Idempotency-Key` header value: 1-255 visible ASCII characters.
+/// The `waitFor` parameter of `GET /order/{orderId}`: a step of the
+/// timeline.
+pub fn wait_for(value: &str) -> Result<Step, FieldError> {
+    Step::parse(value).ok_or_else(|| FieldError {
+        field: "waitFor".into(),
+        code: "enum",
+        message: format!(
+            "must be one of the timeline's steps: {}",
+            Step::ALL.map(Step::as_str).join(", ")
+        ),
+    })
+}
+
 pub fn idempotency_key(value: &str) -> Result<&str, FieldError> {
     let ok = !value.is_empty()
         && value.len() <= limits::IDEMPOTENCY_KEY_CHARS

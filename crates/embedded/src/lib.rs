@@ -39,6 +39,7 @@
 //! - `mail.rs`: which emails were sent, by key.
 //! - `error.rs`: SQLite and filesystem errors as [`StoreError`]s.
 //! - `time.rs`: times as stored (microseconds since the epoch).
+//! - `watchers.rs`: reads waiting for an order to change (long-polling).
 //!
 //! The writer's batching is tested in `writer.rs`; everything else is
 //! tested through the public API against real files in `tests/`.
@@ -56,6 +57,7 @@ mod schema;
 mod store;
 mod stream;
 mod time;
+mod watchers;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -74,6 +76,7 @@ pub use stream::StreamRecord;
 use crate::checkpointer::Checkpointer;
 use crate::error::io_error;
 use crate::readers::Readers;
+use crate::watchers::Watchers;
 use crate::writer::{Signals, WriteTx, Writer};
 
 /// The database file inside the data directory.
@@ -118,6 +121,8 @@ struct Inner {
     /// Queue messages this process has received and whose receive is not
     /// committed yet (see `queues.rs`): no second poller may take them.
     claims: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
+    /// Reads waiting for an order to change.
+    watchers: Watchers,
     path: PathBuf,
     /// Held, never used: the lock lasts as long as the connection. (A
     /// Mutex only because a Connection is not Sync.)
@@ -162,6 +167,7 @@ impl Database {
                 writer,
                 signals,
                 claims: Arc::default(),
+                watchers: Watchers::new(),
                 path,
                 _owner: std::sync::Mutex::new(owner),
             }),
@@ -195,6 +201,17 @@ impl Database {
     /// consumers `changed().await` on it instead of polling.
     pub fn queue_changes(&self) -> watch::Receiver<u64> {
         self.inner.signals.queues.subscribe()
+    }
+
+    /// Ends every wait for an order to change (they answer with the order
+    /// as it is) and lets no new one start: for a stopping server, whose
+    /// long-polling reads should not hold up its shutdown.
+    pub fn stop_watching(&self) {
+        self.inner.watchers.close();
+    }
+
+    pub(crate) fn watchers(&self) -> &Watchers {
+        &self.inner.watchers
     }
 
     /// The database file.

@@ -14,7 +14,7 @@ use domain::auth::TokenHash;
 use domain::events::{Event, EventType};
 use domain::order::TransitionCheck;
 use domain::ports::{
-    AdvanceAndSend, Advanced, MessageOf, NewOrder, OrderStore, Placed, StoreError,
+    AdvanceAndSend, Advanced, MessageOf, NewOrder, OrderChanged, OrderStore, Placed, StoreError,
 };
 use domain::{Order, OrderId, Status, Step, Transition};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -179,10 +179,16 @@ impl OrderStore for SqliteStore {
         transition: &Transition,
         announce: Option<EventType>,
     ) -> Result<Advanced, StoreError> {
+        let order_id = transition.order_id;
         let transition = transition.clone();
-        self.db
+        let advanced = self
+            .db
             .write(move |tx| advance_in(tx, &transition, announce))
-            .await
+            .await?;
+        if let Advanced::Moved(_) = advanced {
+            self.db.watchers().changed(order_id);
+        }
+        Ok(advanced)
     }
 
     async fn record_step(
@@ -191,16 +197,26 @@ impl OrderStore for SqliteStore {
         step: Step,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.db
+        let recorded = self
+            .db
             .write(move |tx| {
                 if let Some(mut order) = load(tx, &order_id.to_string())? {
                     if order.record(step, at) {
                         save(tx, &order)?;
+                        return Ok(true);
                     }
                 }
-                Ok(())
+                Ok(false)
             })
-            .await
+            .await?;
+        if recorded {
+            self.db.watchers().changed(order_id);
+        }
+        Ok(())
+    }
+
+    fn watch(&self, order_id: OrderId) -> Option<OrderChanged> {
+        self.db.watchers().watch(order_id)
     }
 }
 
@@ -256,9 +272,11 @@ impl AdvanceAndSend for StepToQueue {
         transition: &Transition,
         message: MessageOf,
     ) -> Result<Advanced, StoreError> {
+        let order_id = transition.order_id;
         let transition = transition.clone();
         let queue = self.queue.clone();
-        self.db
+        let advanced = self
+            .db
             .write(move |tx| {
                 let advanced = advance_in(tx, &transition, None)?;
                 if let Advanced::Moved(order) | Advanced::AlreadyDone(order) = &advanced {
@@ -271,7 +289,11 @@ impl AdvanceAndSend for StepToQueue {
                 }
                 Ok(advanced)
             })
-            .await
+            .await?;
+        if let Advanced::Moved(_) = advanced {
+            self.db.watchers().changed(order_id);
+        }
+        Ok(advanced)
     }
 }
 

@@ -10,10 +10,14 @@
 //! A lifecycle is what the customer and the cake maker do: place the order,
 //! wait until the timeline shows `baker_notified`, mark it fulfilled (baker
 //! token), wait for `delivery_notified`, confirm delivery with a review
-//! (customer token), wait for `customer_service_notified`. Waiting polls
-//! `GET /order/{id}` with a short, doubling interval, bounded by a
-//! deadline. The propagation latencies come from the timeline of the last
-//! GET, i.e. from the bakery's own clock, so polling adds nothing to them.
+//! (customer token), wait for `customer_service_notified`. Waiting asks
+//! `GET /order/{id}?waitFor=<step>` (a long-poll: the bakery answers when
+//! the step is there), once per step; against a server that does not wait
+//! (no `Preference-Applied`, e.g. the deployment on AWS) or with
+//! `--poll`, it polls `GET /order/{id}` with a short, doubling interval.
+//! Either way bounded by a deadline. The propagation latencies come from
+//! the timeline of the last GET, i.e. from the bakery's own clock, so
+//! waiting adds nothing to them.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -45,14 +49,17 @@ pub enum Mode {
 pub enum Endpoint {
     PostOrder,
     GetOrder,
+    /// `GET /order/{id}?waitFor=…`: its latency includes the wait.
+    WaitOrder,
     PostFulfilled,
     PostDelivered,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 4] = [
+    pub const ALL: [Endpoint; 5] = [
         Endpoint::PostOrder,
         Endpoint::GetOrder,
+        Endpoint::WaitOrder,
         Endpoint::PostFulfilled,
         Endpoint::PostDelivered,
     ];
@@ -61,6 +68,7 @@ impl Endpoint {
         match self {
             Endpoint::PostOrder => "POST /order",
             Endpoint::GetOrder => "GET /order/{id}",
+            Endpoint::WaitOrder => "GET /order/{id}?waitFor",
             Endpoint::PostFulfilled => "POST /order/fulfilled",
             Endpoint::PostDelivered => "POST /order/delivered",
         }
@@ -90,6 +98,8 @@ pub struct LoadConfig {
     pub count: Option<u64>,
     /// Arrivals per second (open loop); `None` for a closed loop.
     pub rate: Option<f64>,
+    /// Poll even when the server can wait (`waitFor`).
+    pub poll: bool,
     pub poll_min: Duration,
     pub poll_max: Duration,
     /// Longest wait for one propagation step before the lifecycle counts
@@ -129,6 +139,9 @@ struct Shared {
     lifecycles: AtomicU64,
     failures: AtomicU64,
     recorder: Mutex<Recorder>,
+    /// Set once the server answered a `waitFor` without waiting: poll from
+    /// then on.
+    server_cannot_wait: AtomicBool,
     /// How long each propagation step usually takes, in microseconds (a
     /// running average from the orders' timelines), by [`PROPAGATION`]
     /// index: a customer's first look waits about that long.
@@ -190,6 +203,17 @@ impl Shared {
         endpoint: Endpoint,
         request: reqwest::RequestBuilder,
     ) -> Result<Vec<u8>, Retry> {
+        self.send_for_answer(endpoint, request)
+            .await
+            .map(|answer| answer.body)
+    }
+
+    /// [`Shared::send`], keeping the answer's headers.
+    async fn send_for_answer(
+        &self,
+        endpoint: Endpoint,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Answer, Retry> {
         let sent = Instant::now();
         self.requests.fetch_add(1, Ordering::Relaxed);
         let response = match request.send().await {
@@ -200,6 +224,7 @@ impl Shared {
             }
         };
         let status = response.status();
+        let headers = response.headers().clone();
         let body = match response.bytes().await {
             Ok(body) => body.to_vec(),
             Err(error) => {
@@ -209,7 +234,7 @@ impl Shared {
         };
         if status.is_success() {
             self.latency(endpoint, sent.elapsed());
-            Ok(body)
+            Ok(Answer { headers, body })
         } else {
             self.error(format!("{}: {}", endpoint.name(), status.as_u16()));
             Err(Retry(status.is_server_error()))
@@ -237,6 +262,12 @@ impl Shared {
 
 /// Whether a failed request is worth sending again.
 struct Retry(bool);
+
+/// A 2xx answer.
+struct Answer {
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+}
 
 fn transport_error(error: &reqwest::Error) -> &'static str {
     if error.is_timeout() {
@@ -323,22 +354,81 @@ async fn place(shared: &Shared) -> Option<PlacedView> {
     }
 }
 
-/// Polls the order until its timeline has the end of propagation step
+/// Waits until the order's timeline has the end of propagation step
 /// `step` (an index into [`PROPAGATION`]); the order as last read.
-///
-/// The first look waits for the step's usual time (at least `poll_min`),
-/// as someone who knows the shop would, then the intervals double from
-/// `poll_min` up to `poll_max`. Looking sooner mostly finds nothing and
-/// costs both sides a request.
 async fn wait_for(
     shared: &Shared,
     order_id: &str,
     auth: &HeaderValue,
     step: usize,
 ) -> Option<OrderView> {
-    let (from, to) = PROPAGATION[step];
-    let url = format!("{}/order/{order_id}", shared.config.url);
     let deadline = Instant::now() + shared.config.step_timeout;
+    if !shared.config.poll && !shared.server_cannot_wait.load(Ordering::Relaxed) {
+        match long_poll(shared, order_id, auth, step, deadline).await {
+            Waited::Reached(order) => return Some(order),
+            Waited::Failed => return None,
+            Waited::ServerCannotWait => shared.server_cannot_wait.store(true, Ordering::Relaxed),
+        }
+    }
+    poll(shared, order_id, auth, step, deadline).await
+}
+
+enum Waited {
+    Reached(OrderView),
+    Failed,
+    ServerCannotWait,
+}
+
+/// Asks `GET /order/{id}?waitFor=<step>` until the step is there or the
+/// deadline passes.
+async fn long_poll(
+    shared: &Shared,
+    order_id: &str,
+    auth: &HeaderValue,
+    step: usize,
+    deadline: Instant,
+) -> Waited {
+    let (_, to) = PROPAGATION[step];
+    let url = format!("{}/order/{order_id}?waitFor={to}", shared.config.url);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let request = shared
+            .http
+            .get(&url)
+            .header(AUTHORIZATION, auth.clone())
+            .header("prefer", format!("wait={}", left.as_secs().max(1)));
+        if let Ok(answer) = shared.send_for_answer(Endpoint::WaitOrder, request).await {
+            match reached(shared, &answer.body, step) {
+                Some(Some(order)) => return Waited::Reached(order),
+                Some(None) if !answer.headers.contains_key("preference-applied") => {
+                    return Waited::ServerCannotWait;
+                }
+                Some(None) => {}
+                None => return Waited::Failed,
+            }
+        }
+        if Instant::now() >= deadline {
+            shared.error(format!("wait for {to}: no step within the step timeout"));
+            return Waited::Failed;
+        }
+    }
+}
+
+/// Polls `GET /order/{id}` until the step is there or the deadline passes.
+///
+/// The first look waits for the step's usual time (at least `poll_min`),
+/// as someone who knows the shop would, then the intervals double from
+/// `poll_min` up to `poll_max`. Looking sooner mostly finds nothing and
+/// costs both sides a request.
+async fn poll(
+    shared: &Shared,
+    order_id: &str,
+    auth: &HeaderValue,
+    step: usize,
+    deadline: Instant,
+) -> Option<OrderView> {
+    let (_, to) = PROPAGATION[step];
+    let url = format!("{}/order/{order_id}", shared.config.url);
     let usual = Duration::from_micros(shared.usual_step_micros[step].load(Ordering::Relaxed));
     let mut wait = usual.max(shared.config.poll_min);
     let mut interval = shared.config.poll_min;
@@ -346,18 +436,10 @@ async fn wait_for(
         tokio::time::sleep(wait).await;
         let request = shared.http.get(&url).header(AUTHORIZATION, auth.clone());
         if let Ok(body) = shared.send(Endpoint::GetOrder, request).await {
-            match serde_json::from_slice::<OrderView>(&body) {
-                Ok(order) if order.at(to).is_some() => {
-                    if let Some(took) = order.micros_between(from, to) {
-                        shared.learn_step_time(step, took);
-                    }
-                    return Some(order);
-                }
-                Ok(_) => {}
-                Err(_) => {
-                    shared.error("GET /order/{id}: 200 without a timeline".into());
-                    return None;
-                }
+            match reached(shared, &body, step) {
+                Some(Some(order)) => return Some(order),
+                Some(None) => {}
+                None => return None,
             }
         }
         if Instant::now() >= deadline {
@@ -366,6 +448,26 @@ async fn wait_for(
         }
         wait = interval;
         interval = (interval * 2).min(shared.config.poll_max);
+    }
+}
+
+/// Reads an answer to `GET /order/{id}`: `Some(Some(order))` once it has
+/// the end of step `step` (learning the step's time), `Some(None)` if not
+/// yet, `None` if it is not an order (counted as an error).
+fn reached(shared: &Shared, body: &[u8], step: usize) -> Option<Option<OrderView>> {
+    let (from, to) = PROPAGATION[step];
+    match serde_json::from_slice::<OrderView>(body) {
+        Ok(order) if order.at(to).is_some() => {
+            if let Some(took) = order.micros_between(from, to) {
+                shared.learn_step_time(step, took);
+            }
+            Some(Some(order))
+        }
+        Ok(_) => Some(None),
+        Err(_) => {
+            shared.error("GET /order/{id}: 200 without a timeline".into());
+            None
+        }
     }
 }
 
@@ -546,6 +648,7 @@ pub async fn run(config: LoadConfig) -> Result<RunReport> {
             propagation: vec![Latency::new(); PROPAGATION.len()],
             ..Recorder::default()
         }),
+        server_cannot_wait: AtomicBool::new(false),
         usual_step_micros: Default::default(),
         config: config.clone(),
     });

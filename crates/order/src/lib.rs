@@ -9,10 +9,20 @@
 //! This function also serves the reads: `GET /order/{orderId}` (the
 //! customer's token or the cake maker's) and `GET /products` (public),
 //! and the API's description, `GET /openapi.yaml` ([`OPENAPI_YAML`]).
+//!
+//! `GET /order/{orderId}?waitFor=<step>` is a long-poll: it answers once
+//! the order's timeline has that step, or after `Prefer: wait=<seconds>`
+//! (at most [`Deps::max_wait`], which is also the default), whichever is
+//! first. A customer's page or a client following an order then asks once
+//! per step instead of polling. It only waits on stores that can say when
+//! an order changes ([`OrderStore::watch`]); the others answer at once,
+//! without `Preference-Applied`, and the client polls.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,10 +31,10 @@ use chrono::Utc;
 use domain::auth::{CustomerTokens, TokenHash};
 use domain::events::{Event, EventType};
 use domain::ports::{IdempotencyKey, NewOrder, OrderStore, Placed};
-use domain::validation::{self, OrderRequest, limits};
+use domain::validation::{self, FieldError, OrderRequest, limits};
 use domain::{Catalog, Order, OrderId, Status, Step, StepTime};
 use lambda_kit::http::{ApiError, JsonBody, bearer_token};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What the order function needs.
 #[derive(Clone)]
@@ -34,6 +44,9 @@ pub struct Deps {
     pub customer_tokens: CustomerTokens,
     /// Hash of the cake maker's token, who may read every order.
     pub baker_token: TokenHash,
+    /// The longest a `GET /order/{orderId}?waitFor=…` waits; keep it
+    /// below the request timeout in front of it.
+    pub max_wait: Duration,
 }
 
 /// The OpenAPI document of the whole API (this function's routes and those
@@ -134,23 +147,86 @@ async fn place_order(
     Ok(response)
 }
 
+/// The query of `GET /order/{orderId}`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GetOrderQuery {
+    wait_for: Option<String>,
+}
+
 async fn get_order(
     State(deps): State<Deps>,
     Path(order_id): Path<String>,
+    query: Result<Query<GetOrderQuery>, QueryRejection>,
     headers: HeaderMap,
-) -> Result<Json<Order>, ApiError> {
+) -> Result<Response, ApiError> {
     let token = bearer_token(&headers)?;
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::InvalidFields(validation::ValidationErrors(vec![FieldError {
+            field: "query".into(),
+            code: "format",
+            message: rejection.body_text(),
+        }]))
+    })?;
+    let wait_for = query
+        .wait_for
+        .as_deref()
+        .map(validation::wait_for)
+        .transpose()
+        .map_err(|e| ApiError::InvalidFields(validation::ValidationErrors(vec![e])))?;
     let order_id = OrderId::parse(&order_id).ok_or(ApiError::NotFound)?;
-    let order = deps.store.get(order_id).await?.ok_or(ApiError::NotFound)?;
+    let read = || async { deps.store.get(order_id).await?.ok_or(ApiError::NotFound) };
+    let mut order = read().await?;
     // Either token is checked in full, so timing tells nothing about which
     // one came close.
     let is_baker = deps.baker_token.matches(token);
     let is_customer = order.customer_token_hash.matches(token);
-    if is_baker | is_customer {
-        Ok(Json(order))
-    } else {
-        Err(ApiError::Forbidden)
+    if !(is_baker | is_customer) {
+        return Err(ApiError::Forbidden);
     }
+    let mut waited = None;
+    if let Some(step) = wait_for {
+        let wait = prefer_wait(&headers).map_or(deps.max_wait, |asked| asked.min(deps.max_wait));
+        let deadline = tokio::time::Instant::now() + wait;
+        while order.at(step).is_none() {
+            let Some(changed) = deps.store.watch(order_id) else {
+                break;
+            };
+            waited = Some(wait);
+            // Read again now that the watch is set: a change between the
+            // first read and the watch would otherwise go unnoticed.
+            order = read().await?;
+            if order.at(step).is_some() || tokio::time::timeout_at(deadline, changed).await.is_err()
+            {
+                break;
+            }
+            order = read().await?;
+        }
+    }
+    let mut response = Json(order).into_response();
+    if let Some(wait) = waited {
+        if let Ok(applied) = HeaderValue::from_str(&format!("wait={}", wait.as_secs())) {
+            response.headers_mut().insert("preference-applied", applied);
+        }
+    }
+    Ok(response)
+}
+
+/// The `wait` preference of RFC 7240 (`Prefer: wait=<seconds>`), if the
+/// request states one that can be read.
+fn prefer_wait(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|preference| {
+            // A preference may carry parameters after `;`, ignored here.
+            let (name, value) = preference.split(';').next()?.split_once('=')?;
+            name.trim().eq_ignore_ascii_case("wait").then_some(value)
+        })
+        .find_map(|value| value.trim().trim_matches('"').parse::<u64>().ok())
+        .map(Duration::from_secs)
 }
 
 async fn list_products(State(deps): State<Deps>) -> Json<Arc<Catalog>> {

@@ -6,6 +6,7 @@
 //! live in the libraries.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_adapters::operations::{AwsOperations, OperationsConfig, QueueUrls};
 use aws_adapters::{Clients, DynamoStore, env};
@@ -55,6 +56,9 @@ async fn main() -> Result<(), Error> {
         catalog: catalog.clone(),
         customer_tokens,
         baker_token,
+        // DynamoDB cannot say when an order changes, so reads with
+        // `waitFor` answer at once and clients poll.
+        max_wait: Duration::ZERO,
     };
     let pages = web::router(web::WebDeps {
         order_api: order::router(deps.clone()),

@@ -68,6 +68,7 @@ fn api() -> Router {
             catalog: Arc::new(Catalog::default()),
             customer_tokens: CustomerTokens::new("token-secret"),
             baker_token,
+            max_wait: std::time::Duration::ZERO,
         }))
         .merge(fulfilled::router(fulfilled::Deps {
             store: store.clone(),

@@ -16,6 +16,7 @@ fn setup() -> (Arc<MemoryStore>, Router) {
         catalog: Arc::new(Catalog::default()),
         customer_tokens: CustomerTokens::new("token-secret"),
         baker_token: TokenHash::of(BAKER),
+        max_wait: Duration::from_secs(5),
     };
     (store, router(deps))
 }
@@ -196,4 +197,221 @@ async fn the_catalog_is_public() {
     assert_eq!(body["currency"], "EUR");
     assert_eq!(body["products"][0]["id"], "chocolate-cake");
     assert_eq!(body["products"][0]["priceCents"], 3200);
+}
+
+/// A memory store that can say when an order changes (as the embedded one
+/// does), and counts the reads waiting on it.
+struct WatchedStore {
+    inner: MemoryStore,
+    changes: tokio::sync::watch::Sender<u64>,
+    watches: tokio::sync::watch::Sender<usize>,
+}
+
+#[async_trait::async_trait]
+impl OrderStore for WatchedStore {
+    async fn place(&self, new: &NewOrder) -> Result<Placed, StoreError> {
+        self.inner.place(new).await
+    }
+
+    async fn get(&self, order_id: OrderId) -> Result<Option<Order>, StoreError> {
+        self.inner.get(order_id).await
+    }
+
+    async fn advance(
+        &self,
+        transition: &domain::Transition,
+        announce: Option<EventType>,
+    ) -> Result<domain::ports::Advanced, StoreError> {
+        self.inner.advance(transition, announce).await
+    }
+
+    async fn record_step(
+        &self,
+        order_id: OrderId,
+        step: Step,
+        at: chrono::DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.inner.record_step(order_id, step, at).await?;
+        self.changes.send_modify(|count| *count += 1);
+        Ok(())
+    }
+
+    fn watch(&self, _: OrderId) -> Option<domain::ports::OrderChanged> {
+        let mut changes = self.changes.subscribe();
+        self.watches.send_modify(|count| *count += 1);
+        Some(Box::pin(async move {
+            let _ = changes.changed().await;
+        }))
+    }
+}
+
+fn watched_setup(max_wait: Duration) -> (Arc<WatchedStore>, Router) {
+    let store = Arc::new(WatchedStore {
+        inner: MemoryStore::default(),
+        changes: tokio::sync::watch::channel(0).0,
+        watches: tokio::sync::watch::channel(0).0,
+    });
+    let deps = Deps {
+        store: store.clone(),
+        catalog: Arc::new(Catalog::default()),
+        customer_tokens: CustomerTokens::new("token-secret"),
+        baker_token: TokenHash::of(BAKER),
+        max_wait,
+    };
+    (store, router(deps))
+}
+
+fn get_waiting(path: &str, token: &str, prefer: Option<&str>) -> Request<Body> {
+    let mut request = Request::get(path).header("authorization", format!("Bearer {token}"));
+    if let Some(prefer) = prefer {
+        request = request.header("prefer", prefer);
+    }
+    request.body(Body::empty()).unwrap()
+}
+
+fn steps(order: &Value) -> Vec<&str> {
+    order["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| step["step"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_read_waiting_for_a_step_answers_once_the_step_is_recorded() {
+    let (store, app) = watched_setup(Duration::from_secs(30));
+    let (_, _, placed) = call(&app, post_order(cake(), None)).await;
+    let id = placed["orderId"].as_str().unwrap().to_string();
+    let token = placed["customerToken"].as_str().unwrap().to_string();
+    let path = format!("/order/{id}?waitFor=baker_notified");
+
+    let mut watches = store.watches.subscribe();
+    let waiting = tokio::spawn({
+        let app = app.clone();
+        async move { call(&app, get_waiting(&path, &token, Some("wait=20"))).await }
+    });
+    // The read is waiting once it has watched the order.
+    tokio::time::timeout(Duration::from_secs(10), watches.wait_for(|n| *n >= 1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!waiting.is_finished());
+
+    let order_id = OrderId::parse(&id).unwrap();
+    store
+        .record_step(order_id, Step::BakerNotified, Utc::now())
+        .await
+        .unwrap();
+    let (status, headers, body) = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(steps(&body), ["placed", "baker_notified"]);
+    assert_eq!(headers["preference-applied"], "wait=20");
+}
+
+#[tokio::test]
+async fn a_read_waiting_for_a_step_answers_after_the_wait_without_it() {
+    // Asked for longer than the server allows: the server's limit (here
+    // none at all) wins and says so.
+    let (_, app) = watched_setup(Duration::ZERO);
+    let (_, _, placed) = call(&app, post_order(cake(), None)).await;
+    let path = format!(
+        "/order/{}?waitFor=delivered",
+        placed["orderId"].as_str().unwrap()
+    );
+    let token = placed["customerToken"].as_str().unwrap();
+    let (status, headers, body) = call(&app, get_waiting(&path, token, Some("wait=600"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(steps(&body), ["placed"]);
+    assert_eq!(headers["preference-applied"], "wait=0");
+}
+
+#[tokio::test]
+async fn a_step_already_there_is_answered_at_once() {
+    let (_, app) = watched_setup(Duration::from_secs(30));
+    let (_, _, placed) = call(&app, post_order(cake(), None)).await;
+    let path = format!(
+        "/order/{}?waitFor=placed",
+        placed["orderId"].as_str().unwrap()
+    );
+    let (status, headers, body) = tokio::time::timeout(
+        Duration::from_secs(10),
+        call(&app, get_waiting(&path, BAKER, None)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(steps(&body), ["placed"]);
+    assert!(headers.get("preference-applied").is_none());
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_watch_answers_at_once_without_preference_applied() {
+    let (_, app) = setup();
+    let (_, _, placed) = call(&app, post_order(cake(), None)).await;
+    let path = format!(
+        "/order/{}?waitFor=delivered",
+        placed["orderId"].as_str().unwrap()
+    );
+    let token = placed["customerToken"].as_str().unwrap();
+    let (status, headers, body) = tokio::time::timeout(
+        Duration::from_secs(10),
+        call(&app, get_waiting(&path, token, Some("wait=5"))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(steps(&body), ["placed"]);
+    assert!(headers.get("preference-applied").is_none());
+}
+
+#[tokio::test]
+async fn waiting_reads_check_the_token_and_the_step_first() {
+    let (store, app) = watched_setup(Duration::from_secs(30));
+    let (_, _, placed) = call(&app, post_order(cake(), None)).await;
+    let id = placed["orderId"].as_str().unwrap();
+
+    let path = format!("/order/{id}?waitFor=delivered");
+    let (status, _, _) = call(&app, get_waiting(&path, "guess", None)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let path = format!("/order/{id}?waitFor=baked");
+    let (status, _, body) = call(&app, get_waiting(&path, BAKER, None)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"][0]["field"], "waitFor");
+
+    let path = format!("/order/{id}?waitFor=placed&waitFor=delivered");
+    let (status, _, body) = call(&app, get_waiting(&path, BAKER, None)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"][0]["field"], "query");
+
+    // None of them waited.
+    assert_eq!(*store.watches.borrow(), 0);
+}
+
+#[test]
+fn the_wait_preference_is_read_as_rfc_7240_writes_it() {
+    let wait = |values: &[&str]| {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append("prefer", HeaderValue::from_str(value).unwrap());
+        }
+        prefer_wait(&headers)
+    };
+    assert_eq!(wait(&["wait=7"]), Some(Duration::from_secs(7)));
+    assert_eq!(
+        wait(&["respond-async, WAIT = 3"]),
+        Some(Duration::from_secs(3))
+    );
+    assert_eq!(
+        wait(&["handling=lenient", "wait=\"4\""]),
+        Some(Duration::from_secs(4))
+    );
+    assert_eq!(wait(&["wait=2; extra=1"]), Some(Duration::from_secs(2)));
+    assert_eq!(wait(&["wait=soon"]), None);
+    assert_eq!(wait(&["return=minimal"]), None);
+    assert_eq!(wait(&[]), None);
 }

@@ -19,6 +19,7 @@ fn app() -> (Arc<MemoryStore>, Router) {
         catalog: Arc::new(Catalog::default()),
         customer_tokens: CustomerTokens::new("customer-token-secret-0123456789abcdef"),
         baker_token: TokenHash::of(BAKER_TOKEN),
+        max_wait: std::time::Duration::ZERO,
     };
     (store, order::router(deps))
 }

@@ -33,6 +33,7 @@ fn setup() -> Setup {
         catalog: catalog.clone(),
         customer_tokens: CustomerTokens::new("customer-secret"),
         baker_token: TokenHash::of(BAKER),
+        max_wait: std::time::Duration::ZERO,
     });
     let app = router(WebDeps {
         order_api,
