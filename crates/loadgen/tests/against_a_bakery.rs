@@ -1,6 +1,6 @@
 //! The load generator against a real bakery (embedded, served in this
 //! test on a random port): every lifecycle completes, and waiting for a
-//! step costs one long-poll per step, or polls when asked to.
+//! step polls, or costs one long-poll per step when asked to.
 
 use std::time::Duration;
 
@@ -14,9 +14,9 @@ use tokio_util::sync::CancellationToken;
 const BAKER_TOKEN: &str = "bench-test-baker-token-0123456789";
 const LIFECYCLES: u64 = 12;
 
-async fn run_against_a_bakery(poll: bool) -> RunReport {
+async fn run_against_a_bakery(long_poll: bool, bakery_flags: &[&str]) -> RunReport {
     let data = tempfile::tempdir().unwrap();
-    let cli = Cli::parse_from([
+    let mut args = vec![
         "bakery",
         "--listen",
         "127.0.0.1:0",
@@ -24,7 +24,9 @@ async fn run_against_a_bakery(poll: bool) -> RunReport {
         data.path().to_str().unwrap(),
         "--baker-token",
         BAKER_TOKEN,
-    ]);
+    ];
+    args.extend_from_slice(bakery_flags);
+    let cli = Cli::parse_from(args);
     let bakery = Bakery::build(cli.serve).await.unwrap();
     let url = format!("http://{}", bakery.local_addr().unwrap());
     let stop = CancellationToken::new();
@@ -38,7 +40,7 @@ async fn run_against_a_bakery(poll: bool) -> RunReport {
         duration: None,
         count: Some(LIFECYCLES),
         rate: None,
-        poll,
+        long_poll,
         poll_min: Duration::from_millis(4),
         poll_max: Duration::from_millis(16),
         step_timeout: Duration::from_secs(30),
@@ -65,7 +67,7 @@ fn count(report: &RunReport, endpoint: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycles_wait_with_one_long_poll_per_step() {
-    let report = run_against_a_bakery(false).await;
+    let report = run_against_a_bakery(true, &[]).await;
     assert_eq!(report.errors, Default::default());
     assert_eq!(report.lifecycles_completed, LIFECYCLES);
     assert_eq!(count(&report, "GET /order/{id}?waitFor"), 3 * LIFECYCLES);
@@ -76,10 +78,22 @@ async fn lifecycles_wait_with_one_long_poll_per_step() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lifecycles_poll_when_asked_to() {
-    let report = run_against_a_bakery(true).await;
+async fn lifecycles_poll_by_default() {
+    let report = run_against_a_bakery(false, &[]).await;
     assert_eq!(report.errors, Default::default());
     assert_eq!(report.lifecycles_completed, LIFECYCLES);
     assert_eq!(count(&report, "GET /order/{id}?waitFor"), 0);
     assert!(count(&report, "GET /order/{id}") >= 3 * LIFECYCLES);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycles_poll_when_the_bakery_does_not_wait() {
+    let report = run_against_a_bakery(true, &["--max-wait-ms", "0"]).await;
+    assert_eq!(report.errors, Default::default());
+    assert_eq!(report.lifecycles_completed, LIFECYCLES);
+    // The first long-poll that came back without its step and without a
+    // wait turned every customer to polling.
+    let long_polls = count(&report, "GET /order/{id}?waitFor");
+    assert!((1..3 * LIFECYCLES).contains(&long_polls), "{long_polls}");
+    assert!(count(&report, "GET /order/{id}") >= 1);
 }

@@ -176,6 +176,9 @@ async fn get_order(
         .map_err(|e| ApiError::InvalidFields(validation::ValidationErrors(vec![e])))?;
     let order_id = OrderId::parse(&order_id).ok_or(ApiError::NotFound)?;
     let read = || async { deps.store.get(order_id).await?.ok_or(ApiError::NotFound) };
+    // Watch before reading: a change between the read and the watch would
+    // otherwise go unnoticed.
+    let mut changed = wait_for.and_then(|_| deps.store.watch(order_id));
     let mut order = read().await?;
     // Either token is checked in full, so timing tells nothing about which
     // one came close.
@@ -189,17 +192,14 @@ async fn get_order(
         let wait = prefer_wait(&headers).map_or(deps.max_wait, |asked| asked.min(deps.max_wait));
         let deadline = tokio::time::Instant::now() + wait;
         while order.at(step).is_none() {
-            let Some(changed) = deps.store.watch(order_id) else {
+            let Some(signal) = changed.take() else {
                 break;
             };
             waited = Some(wait);
-            // Read again now that the watch is set: a change between the
-            // first read and the watch would otherwise go unnoticed.
-            order = read().await?;
-            if order.at(step).is_some() || tokio::time::timeout_at(deadline, changed).await.is_err()
-            {
+            if tokio::time::timeout_at(deadline, signal).await.is_err() {
                 break;
             }
+            changed = deps.store.watch(order_id);
             order = read().await?;
         }
     }
