@@ -158,6 +158,14 @@ async function shot(page, name) {
 
 test("a cake goes from the shop to the customer's table", async (t) => {
   const customer = await context.newPage();
+  // The tracking page's reads of the order, to see that it waits for the
+  // next step (long-poll) instead of asking over and over.
+  const orderReads = [];
+  customer.on("request", (request) => {
+    if (request.method() === "GET" && /\/order\/[0-9a-f-]{36}/.test(request.url())) {
+      orderReads.push({ url: request.url(), prefer: request.headers()["prefer"] });
+    }
+  });
   await customer.setViewportSize(PHONE);
   let trackingLink;
   let orderId;
@@ -254,6 +262,9 @@ test("a cake goes from the shop to the customer's table", async (t) => {
 
   await step(t, "the open tracking page moves on by itself; the customer confirms with a review", async () => {
     await customer.locator("#step-delivery_notified.done").waitFor(WAIT);
+    const waiting = orderReads.filter((read) => read.url.includes("waitFor=delivery_notified"));
+    assert.ok(waiting.length >= 1, "the page waits for the next step: " + JSON.stringify(orderReads));
+    assert.equal(waiting[0].prefer, "wait=25");
     const delivered = webhook.received.filter((call) => !call.failing);
     assert.equal(delivered.length, 1);
     assert.ok(delivered[0].headers["webhook-signature"], "partner calls are signed");

@@ -21,7 +21,9 @@
     return node;
   }
 
-  /** Calls the JSON API; answers {status, ok, data} (data: parsed body or null). */
+  /** Calls the JSON API; answers {status, ok, data, waited} (data: parsed
+   *  body or null; waited: the server held the answer for a `waitFor`,
+   *  `Preference-Applied: wait=<s>` with s > 0). */
   async function api(method, url, options) {
     const { token, body, headers } = options || {};
     const sent = Object.assign({ Accept: "application/json" }, headers);
@@ -40,7 +42,9 @@
     } catch (_) {
       data = null;
     }
-    return { status: response.status, ok: response.ok, data };
+    const applied = response.headers.get("Preference-Applied") || "";
+    const waited = /^wait=\d+$/.test(applied) && applied !== "wait=0";
+    return { status: response.status, ok: response.ok, data, waited };
   }
 
   function money(minor, currency) {
@@ -234,11 +238,34 @@
       finished = order.status === "delivered" && reached.has("customer_service_notified");
     }
 
+    /** The first step of the timeline the order has not reached yet. */
+    function nextStep(order) {
+      const reached = new Set(order.timeline.map((s) => s.step));
+      for (const item of document.querySelectorAll(".timeline .step")) {
+        const step = item.id.replace(/^step-/, "");
+        if (!reached.has(step)) return step;
+      }
+      return null;
+    }
+
+    // Each read asks the bakery to answer when the next step happens
+    // (`waitFor`, a long-poll), so the page moves on at once without
+    // asking over and over. A server that cannot wait answers at once;
+    // then the page asks again every 1.5 s.
+    let waitFor = null;
     async function poll() {
+      let again = 1500;
       try {
-        const answer = await api("GET", "/order/" + encodeURIComponent(orderId), { token });
+        const query = waitFor ? "?waitFor=" + encodeURIComponent(waitFor) : "";
+        const answer = await api("GET", "/order/" + encodeURIComponent(orderId) + query, {
+          token,
+          headers: waitFor ? { Prefer: "wait=25" } : undefined,
+        });
         if (answer.ok && answer.data) {
           render(answer.data);
+          const next = nextStep(answer.data);
+          if (answer.waited || next !== waitFor) again = 0;
+          waitFor = next;
         } else if ([401, 403, 404].includes(answer.status)) {
           status.textContent = "We could not find this order with this link. Please use the whole link you got when you ordered.";
           return;
@@ -246,7 +273,7 @@
       } catch (_) {
         // Offline for a moment: keep the last state and try again.
       }
-      if (!finished) setTimeout(poll, 1500);
+      if (!finished) setTimeout(poll, again);
     }
     poll();
 
