@@ -180,7 +180,9 @@ def measured(results):
 
     durations = {
         "order": p50("POST /order"),
-        "order-get": p50("GET /order/{id}"),
+        # A run that long-polled (the embedded runner) has no plain GET;
+        # reading one order then costs about what placing one does.
+        "order-get": p50("GET /order/{id}") or p50("POST /order"),
         "fulfilled": p50("POST /order/fulfilled"),
         "delivered": p50("POST /order/delivered"),
         "notify-baker": step("placed->baker_notified"),

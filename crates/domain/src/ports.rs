@@ -106,19 +106,20 @@ pub trait OrderStore: Send + Sync + 'static {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
-    /// A signal that completes once `order_id` may have changed (a status
-    /// move or a recorded step) after this call, for reads that wait for a
-    /// step (long-polling). It may also complete early, so callers read
-    /// the order again and decide. `None`: this store cannot tell, and
-    /// callers answer at once (clients then poll).
-    fn watch(&self, order_id: OrderId) -> Option<OrderChanged> {
-        let _ = order_id;
+    /// A signal that completes with the order once its timeline has
+    /// `step`, if that happens after this call: for reads that wait for a
+    /// step (long-polling). It may also complete with `None` (the store
+    /// stopped watching), and then callers read the order again. `None`
+    /// instead of a signal: this store cannot tell, and callers answer at
+    /// once (clients then poll).
+    fn watch(&self, order_id: OrderId, step: Step) -> Option<StepReached> {
+        let _ = (order_id, step);
         None
     }
 }
 
 /// See [`OrderStore::watch`].
-pub type OrderChanged = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub type StepReached = Pin<Box<dyn Future<Output = Option<Order>> + Send>>;
 
 /// A message for a queue; `id` is the deduplication id consumers use.
 #[derive(Debug, Clone, PartialEq, Eq)]

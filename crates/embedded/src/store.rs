@@ -14,7 +14,7 @@ use domain::auth::TokenHash;
 use domain::events::{Event, EventType};
 use domain::order::TransitionCheck;
 use domain::ports::{
-    AdvanceAndSend, Advanced, MessageOf, NewOrder, OrderChanged, OrderStore, Placed, StoreError,
+    AdvanceAndSend, Advanced, MessageOf, NewOrder, OrderStore, Placed, StepReached, StoreError,
 };
 use domain::{Order, OrderId, Status, Step, Transition};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -179,14 +179,13 @@ impl OrderStore for SqliteStore {
         transition: &Transition,
         announce: Option<EventType>,
     ) -> Result<Advanced, StoreError> {
-        let order_id = transition.order_id;
         let transition = transition.clone();
         let advanced = self
             .db
             .write(move |tx| advance_in(tx, &transition, announce))
             .await?;
-        if let Advanced::Moved(_) = advanced {
-            self.db.watchers().changed(order_id);
+        if let Advanced::Moved(order) = &advanced {
+            self.db.watchers().changed(order);
         }
         Ok(advanced)
     }
@@ -203,20 +202,20 @@ impl OrderStore for SqliteStore {
                 if let Some(mut order) = load(tx, &order_id.to_string())? {
                     if order.record(step, at) {
                         save(tx, &order)?;
-                        return Ok(true);
+                        return Ok(Some(order));
                     }
                 }
-                Ok(false)
+                Ok(None)
             })
             .await?;
-        if recorded {
-            self.db.watchers().changed(order_id);
+        if let Some(order) = &recorded {
+            self.db.watchers().changed(order);
         }
         Ok(())
     }
 
-    fn watch(&self, order_id: OrderId) -> Option<OrderChanged> {
-        self.db.watchers().watch(order_id)
+    fn watch(&self, order_id: OrderId, step: Step) -> Option<StepReached> {
+        self.db.watchers().watch(order_id, step)
     }
 }
 
@@ -272,7 +271,6 @@ impl AdvanceAndSend for StepToQueue {
         transition: &Transition,
         message: MessageOf,
     ) -> Result<Advanced, StoreError> {
-        let order_id = transition.order_id;
         let transition = transition.clone();
         let queue = self.queue.clone();
         let advanced = self
@@ -290,8 +288,8 @@ impl AdvanceAndSend for StepToQueue {
                 Ok(advanced)
             })
             .await?;
-        if let Advanced::Moved(_) = advanced {
-            self.db.watchers().changed(order_id);
+        if let Advanced::Moved(order) = &advanced {
+            self.db.watchers().changed(order);
         }
         Ok(advanced)
     }

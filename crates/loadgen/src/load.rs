@@ -10,14 +10,12 @@
 //! A lifecycle is what the customer and the cake maker do: place the order,
 //! wait until the timeline shows `baker_notified`, mark it fulfilled (baker
 //! token), wait for `delivery_notified`, confirm delivery with a review
-//! (customer token), wait for `customer_service_notified`. Waiting polls
-//! `GET /order/{id}` with a short, doubling interval; with `--long-poll`
-//! it asks `GET /order/{id}?waitFor=<step>` instead (the bakery answers
-//! when the step is there), once per step, and falls back to polling
-//! against a server that does not wait (no `Preference-Applied`, e.g. the
-//! deployment on AWS). Either way bounded by a deadline. Polling is the
-//! default because it measured as fast or faster here (see
-//! `docs/benchmark.md`). The propagation latencies come from
+//! (customer token), wait for `customer_service_notified`. Waiting asks
+//! `GET /order/{id}?waitFor=<step>` (a long-poll: the bakery answers when
+//! the step is recorded), once per step, as the tracking page does.
+//! Against a server that does not wait (no `Preference-Applied`, e.g. the
+//! deployment on AWS), or with `--poll`, it polls `GET /order/{id}` with a
+//! short, doubling interval instead. Either way bounded by a deadline. The propagation latencies come from
 //! the timeline of the last GET, i.e. from the bakery's own clock, so
 //! waiting adds nothing to them.
 
@@ -100,8 +98,8 @@ pub struct LoadConfig {
     pub count: Option<u64>,
     /// Arrivals per second (open loop); `None` for a closed loop.
     pub rate: Option<f64>,
-    /// Wait with `GET /order/{id}?waitFor=…` instead of polling.
-    pub long_poll: bool,
+    /// Poll `GET /order/{id}` even where the server can wait (`waitFor`).
+    pub poll: bool,
     pub poll_min: Duration,
     pub poll_max: Duration,
     /// Longest wait for one propagation step before the lifecycle counts
@@ -365,7 +363,7 @@ async fn wait_for(
     step: usize,
 ) -> Option<OrderView> {
     let deadline = Instant::now() + shared.config.step_timeout;
-    if shared.config.long_poll && !shared.server_cannot_wait.load(Ordering::Relaxed) {
+    if !shared.config.poll && !shared.server_cannot_wait.load(Ordering::Relaxed) {
         match long_poll(shared, order_id, auth, step, deadline).await {
             Waited::Reached(order) => return Some(order),
             Waited::Failed => return None,

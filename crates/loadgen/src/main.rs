@@ -48,11 +48,11 @@ struct LoadArgs {
     /// Open loop: this many arrivals per second instead of a closed loop.
     #[arg(long)]
     rate: Option<f64>,
-    /// Wait for each step with one GET /order/{id}?waitFor=<step> (the
-    /// bakery answers when the step is there) instead of polling; polls
-    /// anyway against a server that cannot wait.
+    /// Poll GET /order/{id} for each step instead of waiting with one
+    /// GET /order/{id}?waitFor=<step> (the default; it polls anyway
+    /// against a server that cannot wait).
     #[arg(long)]
-    long_poll: bool,
+    poll: bool,
     /// Shortest wait before polling GET /order/{id}. The first poll waits
     /// for the step's usual time (a running average), at least this; then
     /// the interval starts here and doubles per poll.
@@ -347,7 +347,7 @@ fn run_load(args: LoadArgs) -> Result<()> {
         duration,
         count: args.count,
         rate: args.rate,
-        long_poll: args.long_poll,
+        poll: args.poll,
         poll_min: Duration::from_millis(args.poll_min_ms),
         poll_max: Duration::from_millis(args.poll_max_ms),
         step_timeout: args.step_timeout,

@@ -1,6 +1,7 @@
 //! The load generator against a real bakery (embedded, served in this
 //! test on a random port): every lifecycle completes, and waiting for a
-//! step polls, or costs one long-poll per step when asked to.
+//! step costs one long-poll per step, or polls when asked to or when the
+//! bakery does not wait.
 
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 const BAKER_TOKEN: &str = "bench-test-baker-token-0123456789";
 const LIFECYCLES: u64 = 12;
 
-async fn run_against_a_bakery(long_poll: bool, bakery_flags: &[&str]) -> RunReport {
+async fn run_against_a_bakery(poll: bool, bakery_flags: &[&str]) -> RunReport {
     let data = tempfile::tempdir().unwrap();
     let mut args = vec![
         "bakery",
@@ -40,7 +41,7 @@ async fn run_against_a_bakery(long_poll: bool, bakery_flags: &[&str]) -> RunRepo
         duration: None,
         count: Some(LIFECYCLES),
         rate: None,
-        long_poll,
+        poll,
         poll_min: Duration::from_millis(4),
         poll_max: Duration::from_millis(16),
         step_timeout: Duration::from_secs(30),
@@ -67,7 +68,7 @@ fn count(report: &RunReport, endpoint: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycles_wait_with_one_long_poll_per_step() {
-    let report = run_against_a_bakery(true, &[]).await;
+    let report = run_against_a_bakery(false, &[]).await;
     assert_eq!(report.errors, Default::default());
     assert_eq!(report.lifecycles_completed, LIFECYCLES);
     assert_eq!(count(&report, "GET /order/{id}?waitFor"), 3 * LIFECYCLES);
@@ -78,8 +79,8 @@ async fn lifecycles_wait_with_one_long_poll_per_step() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lifecycles_poll_by_default() {
-    let report = run_against_a_bakery(false, &[]).await;
+async fn lifecycles_poll_when_asked_to() {
+    let report = run_against_a_bakery(true, &[]).await;
     assert_eq!(report.errors, Default::default());
     assert_eq!(report.lifecycles_completed, LIFECYCLES);
     assert_eq!(count(&report, "GET /order/{id}?waitFor"), 0);
@@ -88,7 +89,7 @@ async fn lifecycles_poll_by_default() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycles_poll_when_the_bakery_does_not_wait() {
-    let report = run_against_a_bakery(true, &["--max-wait-ms", "0"]).await;
+    let report = run_against_a_bakery(false, &["--max-wait-ms", "0"]).await;
     assert_eq!(report.errors, Default::default());
     assert_eq!(report.lifecycles_completed, LIFECYCLES);
     // The first long-poll that came back without its step and without a

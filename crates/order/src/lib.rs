@@ -178,7 +178,7 @@ async fn get_order(
     let read = || async { deps.store.get(order_id).await?.ok_or(ApiError::NotFound) };
     // Watch before reading: a change between the read and the watch would
     // otherwise go unnoticed.
-    let mut changed = wait_for.and_then(|_| deps.store.watch(order_id));
+    let reached = wait_for.and_then(|step| deps.store.watch(order_id, step));
     let mut order = read().await?;
     // Either token is checked in full, so timing tells nothing about which
     // one came close.
@@ -188,19 +188,17 @@ async fn get_order(
         return Err(ApiError::Forbidden);
     }
     let mut waited = None;
-    if let Some(step) = wait_for {
-        let wait = prefer_wait(&headers).map_or(deps.max_wait, |asked| asked.min(deps.max_wait));
-        let deadline = tokio::time::Instant::now() + wait;
-        while order.at(step).is_none() {
-            let Some(signal) = changed.take() else {
-                break;
-            };
+    if let (Some(step), Some(reached)) = (wait_for, reached) {
+        if order.at(step).is_none() {
+            let wait =
+                prefer_wait(&headers).map_or(deps.max_wait, |asked| asked.min(deps.max_wait));
             waited = Some(wait);
-            if tokio::time::timeout_at(deadline, signal).await.is_err() {
-                break;
-            }
-            changed = deps.store.watch(order_id);
-            order = read().await?;
+            order = match tokio::time::timeout(wait, reached).await {
+                Ok(Some(order)) => order,
+                // The wait is over, or the store stopped watching: the order
+                // as it is now.
+                Ok(None) | Err(_) => read().await?,
+            };
         }
     }
     let mut response = Json(order).into_response();

@@ -202,7 +202,7 @@ async fn the_catalog_is_public() {
 /// A memory store that can say when an order changes (as the embedded one
 /// does), and counts the reads waiting on it.
 struct WatchedStore {
-    inner: MemoryStore,
+    inner: Arc<MemoryStore>,
     changes: tokio::sync::watch::Sender<u64>,
     watches: tokio::sync::watch::Sender<usize>,
 }
@@ -236,18 +236,25 @@ impl OrderStore for WatchedStore {
         Ok(())
     }
 
-    fn watch(&self, _: OrderId) -> Option<domain::ports::OrderChanged> {
+    fn watch(&self, order_id: OrderId, step: Step) -> Option<domain::ports::StepReached> {
         let mut changes = self.changes.subscribe();
         self.watches.send_modify(|count| *count += 1);
+        let orders = Arc::clone(&self.inner);
         Some(Box::pin(async move {
-            let _ = changes.changed().await;
+            loop {
+                changes.changed().await.ok()?;
+                let order = orders.order(order_id)?;
+                if order.at(step).is_some() {
+                    return Some(order);
+                }
+            }
         }))
     }
 }
 
 fn watched_setup(max_wait: Duration) -> (Arc<WatchedStore>, Router) {
     let store = Arc::new(WatchedStore {
-        inner: MemoryStore::default(),
+        inner: Arc::default(),
         changes: tokio::sync::watch::channel(0).0,
         watches: tokio::sync::watch::channel(0).0,
     });
