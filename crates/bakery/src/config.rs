@@ -253,13 +253,13 @@ pub struct Tuning {
     /// Kinesis `ParallelizationFactor`): above 1, a new record starts
     /// without waiting for the batch before it, while records of one order
     /// are still handled one after another and checkpoints stay in order.
-    /// Measured: it shortens the cake maker's email step under load, but the
-    /// smaller batches cost CPU that a burst of orders would rather have
-    /// (see docs/benchmark.md), so the default is Lambda's: 1.
+    /// Measured (docs/benchmark.md): 2 shortens both email steps under
+    /// load and costs about a tenth of the burst of orders per second, as
+    /// the batches get smaller; more costs more.
     #[arg(
         long,
         env = "BAKERY_STREAM_IN_FLIGHT",
-        default_value_t = 1,
+        default_value_t = 2,
         value_parser = clap::value_parser!(u16).range(1..),
         global = true
     )]
