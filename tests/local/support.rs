@@ -435,6 +435,17 @@ pub async fn dead_letters(bakery: &Bakery) -> Vec<Value> {
         .collect()
 }
 
+/// Every step of a finished order's timeline, in flow order.
+pub const EVERY_STEP: [&str; 7] = [
+    "placed",
+    "baker_notified",
+    "fulfilled",
+    "out_for_delivery",
+    "delivery_notified",
+    "delivered",
+    "customer_service_notified",
+];
+
 /// The steps an order's timeline has reached.
 pub fn steps_of(order: &Value) -> Vec<String> {
     order["timeline"]

@@ -276,6 +276,13 @@ fn get_waiting(path: &str, token: &str, prefer: Option<&str>) -> Request<Body> {
     request.body(Body::empty()).unwrap()
 }
 
+/// A read that must answer at once (well within its 10 s here).
+async fn answered_at_once(app: &Router, request: Request<Body>) -> (StatusCode, HeaderMap, Value) {
+    tokio::time::timeout(Duration::from_secs(10), call(app, request))
+        .await
+        .expect("answered at once, not after the wait")
+}
+
 fn steps(order: &Value) -> Vec<&str> {
     order["timeline"]
         .as_array()
@@ -344,12 +351,7 @@ async fn a_step_already_there_is_answered_at_once() {
         "/order/{}?waitFor=placed",
         placed["orderId"].as_str().unwrap()
     );
-    let (status, headers, body) = tokio::time::timeout(
-        Duration::from_secs(10),
-        call(&app, get_waiting(&path, BAKER, None)),
-    )
-    .await
-    .unwrap();
+    let (status, headers, body) = answered_at_once(&app, get_waiting(&path, BAKER, None)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(steps(&body), ["placed"]);
     assert!(headers.get("preference-applied").is_none());
@@ -364,12 +366,8 @@ async fn a_store_that_cannot_watch_answers_at_once_without_preference_applied() 
         placed["orderId"].as_str().unwrap()
     );
     let token = placed["customerToken"].as_str().unwrap();
-    let (status, headers, body) = tokio::time::timeout(
-        Duration::from_secs(10),
-        call(&app, get_waiting(&path, token, Some("wait=5"))),
-    )
-    .await
-    .unwrap();
+    let (status, headers, body) =
+        answered_at_once(&app, get_waiting(&path, token, Some("wait=5"))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(steps(&body), ["placed"]);
     assert!(headers.get("preference-applied").is_none());
@@ -383,12 +381,7 @@ async fn waiting_reads_check_the_token_and_the_step_first() {
 
     // Answered at once, not after the 30 s wait.
     let path = format!("/order/{id}?waitFor=delivered");
-    let (status, _, _) = tokio::time::timeout(
-        Duration::from_secs(10),
-        call(&app, get_waiting(&path, "guess", None)),
-    )
-    .await
-    .unwrap();
+    let (status, _, _) = answered_at_once(&app, get_waiting(&path, "guess", None)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     let path = format!("/order/{id}?waitFor=baked");
