@@ -194,3 +194,103 @@ async fn wait_for(bakery: &Bakery, id: &str, step: &str) {
     )
     .await;
 }
+
+/// A deployed stack's queues have names CloudFormation chose; the operator
+/// points `bakery dlq` at them with the stack's outputs.
+#[tokio::test]
+async fn bakery_dlq_finds_a_deployed_stacks_queues_by_their_urls() {
+    let moto = Moto::start().await;
+    let clients = aws_adapters::emulator::clients_for(&moto.endpoint, None).await;
+    let stack = format!("shop-{}", uuid::Uuid::new_v4().simple());
+    let mut urls = HashMap::new();
+    for queue in [
+        "DeliveryQueue",
+        "DeliveryDeadLetterQueue",
+        "FeedbackQueue",
+        "FeedbackDeadLetterQueue",
+        "StreamFailuresQueue",
+    ] {
+        let url = clients
+            .sqs
+            .create_queue()
+            .queue_name(format!("{stack}-{queue}-1A2B3C4D"))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        urls.insert(queue, url);
+    }
+    let order_id = uuid::Uuid::now_v7().to_string();
+    clients
+        .sqs
+        .send_message()
+        .queue_url(&urls["DeliveryDeadLetterQueue"])
+        .message_body(json!({"orderId": order_id, "messageId": "m-1"}).to_string())
+        .send()
+        .await
+        .unwrap();
+
+    let place = ["--backend", "aws", "--aws-endpoint-url", &moto.endpoint].map(String::from);
+    // By the bakery's own names there is nothing to find.
+    let (ok, said) = run_dlq(&["list"], &place, &CREDENTIALS).await;
+    assert!(!ok, "{said}");
+    assert!(said.contains("cannot find the bakery's queues"), "{said}");
+
+    let stack_outputs = [
+        (
+            "BAKERY_AWS_ORDER_STREAM",
+            format!("{stack}-OrderStream-1A2B3C4D"),
+        ),
+        (
+            "BAKERY_AWS_DELIVERY_QUEUE_URL",
+            urls["DeliveryQueue"].clone(),
+        ),
+        (
+            "BAKERY_AWS_DELIVERY_DLQ_URL",
+            urls["DeliveryDeadLetterQueue"].clone(),
+        ),
+        (
+            "BAKERY_AWS_FEEDBACK_QUEUE_URL",
+            urls["FeedbackQueue"].clone(),
+        ),
+        (
+            "BAKERY_AWS_FEEDBACK_DLQ_URL",
+            urls["FeedbackDeadLetterQueue"].clone(),
+        ),
+        (
+            "BAKERY_AWS_STREAM_FAILURES_URL",
+            urls["StreamFailuresQueue"].clone(),
+        ),
+    ];
+    let mut envs: Vec<(&str, &str)> = CREDENTIALS.to_vec();
+    envs.extend(stack_outputs.iter().map(|(k, v)| (*k, v.as_str())));
+
+    let (ok, listed) = run_dlq(&["list"], &place, &envs).await;
+    assert!(ok, "{listed}");
+    let letters: Vec<Value> = listed
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    assert_eq!(letters.len(), 1, "{listed}");
+    assert_eq!(letters[0]["source"], "delivery");
+    assert_eq!(letters[0]["orderId"], order_id.as_str());
+
+    let (ok, said) = run_dlq(&["redrive", "--all"], &place, &envs).await;
+    assert!(ok, "{said}");
+    // Back on the stack's delivery queue, gone from its dead-letter queue.
+    let received = clients
+        .sqs
+        .receive_message()
+        .queue_url(&urls["DeliveryQueue"])
+        .wait_time_seconds(5)
+        .send()
+        .await
+        .unwrap();
+    let messages = received.messages();
+    assert_eq!(messages.len(), 1);
+    assert!(messages[0].body().unwrap_or("").contains(&order_id));
+    let (ok, listed) = run_dlq(&["list"], &place, &envs).await;
+    assert!(ok, "{listed}");
+    assert!(listed.trim().is_empty(), "{listed}");
+}

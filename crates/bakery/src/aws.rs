@@ -66,16 +66,28 @@ impl Resources {
             loader = loader.endpoint_url(endpoint);
         }
         let clients = Clients::new(&loader.load().await);
-        let table = config.name("orders");
-        let stream = config.name("orders");
+        let stack = &config.stack;
+        let table = stack
+            .aws_orders_table
+            .clone()
+            .unwrap_or_else(|| config.name("orders"));
+        let stream = stack
+            .aws_order_stream
+            .clone()
+            .unwrap_or_else(|| config.name("orders"));
         if config.aws_provision {
             provision_missing(&clients, &table, &stream, mail_from).await?;
         }
-        let queue = |name: &str, dead_letter: Option<String>| {
+        // A queue given by URL (a deployed stack's) is used as it is;
+        // otherwise it is found, or created, by its name.
+        let queue = |name: &str, given: &Option<String>, dead_letter: Option<String>| {
             let clients = &clients;
             let name = config.name(name);
+            let given = given.clone();
             async move {
-                if config.aws_provision {
+                if let Some(url) = given {
+                    Ok(url)
+                } else if config.aws_provision {
                     let dead_letter = dead_letter.as_deref().map(|queue_url| DeadLetter {
                         queue_url,
                         max_receive_count: tuning.max_tries,
@@ -89,14 +101,25 @@ impl Resources {
                 .with_context(|| format!("queue {name}"))
             }
         };
-        let delivery_dlq = queue("delivery-dlq", None).await?;
-        let feedback_dlq = queue("feedback-dlq", None).await?;
+        let delivery_dlq = queue("delivery-dlq", &stack.aws_delivery_dlq_url, None).await?;
+        let feedback_dlq = queue("feedback-dlq", &stack.aws_feedback_dlq_url, None).await?;
         Ok(Resources {
-            delivery_queue_url: queue("delivery", Some(delivery_dlq.clone())).await?,
-            feedback_queue_url: queue("feedback", Some(feedback_dlq.clone())).await?,
+            delivery_queue_url: queue(
+                "delivery",
+                &stack.aws_delivery_queue_url,
+                Some(delivery_dlq.clone()),
+            )
+            .await?,
+            feedback_queue_url: queue(
+                "feedback",
+                &stack.aws_feedback_queue_url,
+                Some(feedback_dlq.clone()),
+            )
+            .await?,
             delivery_dlq_url: delivery_dlq,
             feedback_dlq_url: feedback_dlq,
-            stream_failures_url: queue("stream-failures", None).await?,
+            stream_failures_url: queue("stream-failures", &stack.aws_stream_failures_url, None)
+                .await?,
             clients,
             table,
             stream,

@@ -204,6 +204,38 @@ pub struct AwsConfig {
     /// Lambda's pollers do.
     #[arg(long, env = "BAKERY_AWS_POLL_MS", default_value_t = 200, global = true)]
     pub aws_poll_ms: u64,
+
+    /// A deployed stack's resources, which CloudFormation names itself:
+    /// each one given here is used instead of its `<prefix>-…` name. The
+    /// stack's outputs of the same names hold them (docs/deploy.md).
+    #[command(flatten)]
+    pub stack: StackResources,
+}
+
+/// See [`AwsConfig::stack`].
+#[derive(Debug, Clone, Default, Args)]
+pub struct StackResources {
+    /// The table (stack output `OrdersTableName`).
+    #[arg(long, env = "BAKERY_AWS_ORDERS_TABLE", global = true)]
+    pub aws_orders_table: Option<String>,
+    /// The stream (stack output `OrderStreamName`).
+    #[arg(long, env = "BAKERY_AWS_ORDER_STREAM", global = true)]
+    pub aws_order_stream: Option<String>,
+    /// Stack output `DeliveryQueueUrl`.
+    #[arg(long, env = "BAKERY_AWS_DELIVERY_QUEUE_URL", global = true)]
+    pub aws_delivery_queue_url: Option<String>,
+    /// Stack output `DeliveryDeadLetterQueueUrl`.
+    #[arg(long, env = "BAKERY_AWS_DELIVERY_DLQ_URL", global = true)]
+    pub aws_delivery_dlq_url: Option<String>,
+    /// Stack output `FeedbackQueueUrl`.
+    #[arg(long, env = "BAKERY_AWS_FEEDBACK_QUEUE_URL", global = true)]
+    pub aws_feedback_queue_url: Option<String>,
+    /// Stack output `FeedbackDeadLetterQueueUrl`.
+    #[arg(long, env = "BAKERY_AWS_FEEDBACK_DLQ_URL", global = true)]
+    pub aws_feedback_dlq_url: Option<String>,
+    /// Stack output `StreamFailuresQueueUrl`.
+    #[arg(long, env = "BAKERY_AWS_STREAM_FAILURES_URL", global = true)]
+    pub aws_stream_failures_url: Option<String>,
 }
 
 impl AwsConfig {
