@@ -276,6 +276,14 @@ async fn bakery_dlq_finds_a_deployed_stacks_queues_by_their_urls() {
     assert_eq!(letters[0]["source"], "delivery");
     assert_eq!(letters[0]["orderId"], order_id.as_str());
 
+    // A URL that names no queue is an error that says what it could not do.
+    let wrong = format!("{}/000000000000/{stack}-NoSuchQueue", moto.endpoint);
+    let mut wrong_envs = envs.clone();
+    wrong_envs.push(("BAKERY_AWS_DELIVERY_DLQ_URL", wrong.as_str()));
+    let (ok, said) = run_dlq(&["list"], &place, &wrong_envs).await;
+    assert!(!ok, "{said}");
+    assert!(said.contains("cannot list the dead letters"), "{said}");
+
     let (ok, said) = run_dlq(&["redrive", "--all"], &place, &envs).await;
     assert!(ok, "{said}");
     // Back on the stack's delivery queue, gone from its dead-letter queue.

@@ -389,6 +389,20 @@ async fn waiting_reads_check_the_token_and_the_step_first() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["errors"][0]["field"], "waitFor");
 
+    // No token, and an order nobody has: refused at once too.
+    let path = format!("/order/{id}?waitFor=delivered");
+    let (status, _, _) = answered_at_once(&app, get(&path, None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let path = format!("/order/{}?waitFor=delivered", uuid::Uuid::now_v7());
+    let (status, _, _) = answered_at_once(&app, get_waiting(&path, BAKER, None)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // An empty step is no step.
+    let path = format!("/order/{id}?waitFor=");
+    let (status, _, body) = call(&app, get_waiting(&path, BAKER, None)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"][0]["field"], "waitFor");
+
     let path = format!("/order/{id}?waitFor=placed&waitFor=delivered");
     let (status, _, body) = call(&app, get_waiting(&path, BAKER, None)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -415,6 +429,8 @@ fn the_wait_preference_is_read_as_rfc_7240_writes_it() {
     );
     assert_eq!(wait(&["wait=2; extra=1"]), Some(Duration::from_secs(2)));
     assert_eq!(wait(&["wait=soon"]), None);
+    assert_eq!(wait(&["wait=-1"]), None);
+    assert_eq!(wait(&["wait=99999999999999999999999"]), None);
     assert_eq!(wait(&["return=minimal"]), None);
     assert_eq!(wait(&[]), None);
 }
