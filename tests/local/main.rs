@@ -37,7 +37,7 @@ async fn one_order_walks_the_whole_flow() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|p| p["id"] == "chocolate-cake")
+            .any(|p| p["id"] == 1)
     );
 
     let placed = bakery.order("Ada Lovelace").await;

@@ -58,7 +58,7 @@ async fn full_flow(bakery: &Bakery, baker_token: &str) -> Secrets {
         .header("idempotency-key", "log-test-key-1")
         .json(&json!({
             "name": name, "address": address, "email": email,
-            "productId": "lemon-tart", "quantity": 3
+            "productId": 3, "quantity": 3
         }))
         .send()
         .await

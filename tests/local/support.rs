@@ -215,7 +215,7 @@ pub fn order_body(name: &str) -> Value {
     json!({
         "name": name,
         "address": "12 Analytical Row\nLondon",
-        "productId": "chocolate-cake",
+        "productId": 1,
         "quantity": 2,
         "email": "ada@example.com"
     })

@@ -503,7 +503,7 @@ mod tests {
             name: "Ada".into(),
             address: "1 Cake Street".into(),
             email: None,
-            product_id: "carrot-cake".into(),
+            product_id: "2".into(),
             product_name: "Carrot cake".into(),
             quantity: 1,
             unit_price_cents: 2800,

@@ -24,5 +24,5 @@ async fn main() -> Result<(), Error> {
             queue: Arc::new(SqsQueue::new(&clients, feedback_queue)),
         }),
     };
-    lambda_http::run(delivered::router(deps)).await
+    lambda_kit::api_gateway::run(delivered::router(deps)).await
 }

@@ -3,6 +3,15 @@
 //! Prices are integer cents so that totals never suffer from floating point.
 //! The default catalog is a small bakery's; a bakery replaces it with a JSON
 //! file of the same shape (see [`Catalog::from_json`]).
+//!
+//! # Product ids
+//!
+//! Each product has one id. The built-in cakes are numbered `1` to `5`, so
+//! an order for `"productId": 1` works as it is written in the simplest
+//! client; a catalog file may number its products too or name them with a
+//! slug such as `wedding-cake`. In JSON a numeric id is always written as a
+//! number (`"productId": 1`) and a slug as a string, and a request may send
+//! a numeric id either way (`1` or `"1"`): see [`product_id_json`].
 
 use serde::{Deserialize, Serialize};
 
@@ -10,7 +19,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Product {
-    /// Stable identifier used in orders (`productId`), e.g. `chocolate-cake`.
+    /// Stable identifier used in orders (`productId`): a whole number such
+    /// as `1` or a slug such as `chocolate-cake`.
+    #[serde(with = "product_id_json")]
     pub id: String,
     pub name: String,
     #[serde(default)]
@@ -37,7 +48,9 @@ pub enum CatalogError {
     Empty,
     #[error("product id {0:?} appears more than once")]
     DuplicateId(String),
-    #[error("product id {0:?} must be 1-64 characters of a-z, 0-9 and '-'")]
+    #[error(
+        "product id {0:?} must be a whole number from 1 (no leading zeros) or 1-64 characters of a-z, 0-9 and '-'"
+    )]
     BadId(String),
     #[error("product {0:?} must have a name of 1-100 characters")]
     BadName(String),
@@ -65,12 +78,7 @@ impl Catalog {
         }
         let mut seen = std::collections::HashSet::new();
         for product in &self.products {
-            let id_ok = (1..=64).contains(&product.id.len())
-                && product
-                    .id
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-            if !id_ok {
+            if !is_valid_id(&product.id) {
                 return Err(CatalogError::BadId(product.id.clone()));
             }
             if !seen.insert(product.id.as_str()) {
@@ -91,8 +99,63 @@ impl Catalog {
     }
 }
 
+/// A slug of a-z, 0-9 and '-', or a whole number written the one way a
+/// JSON number is (`7`, not `07`), so that `7` and `"7"` name the same
+/// product.
+fn is_valid_id(id: &str) -> bool {
+    let slug = (1..=64).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let digits_only = id.chars().all(|c| c.is_ascii_digit());
+    slug && (!digits_only || numeric_id(id).is_some())
+}
+
+/// The number a numeric product id stands for: digits without a leading
+/// zero, from 1 up to the largest JSON integer every client reads exactly.
+pub fn numeric_id(id: &str) -> Option<u64> {
+    const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+    let all_digits = !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit());
+    if !all_digits || id.starts_with('0') {
+        return None;
+    }
+    id.parse::<u64>().ok().filter(|n| *n <= MAX_SAFE_INTEGER)
+}
+
+/// Serde for a product id field: a numeric id as a JSON number, a slug as
+/// a JSON string; reads either (stored orders from before numbered products
+/// read as they were written).
+pub mod product_id_json {
+    use serde::de::{self, Deserializer, Visitor};
+    use serde::ser::Serializer;
+
+    pub fn serialize<S: Serializer>(id: &str, serializer: S) -> Result<S::Ok, S::Error> {
+        match super::numeric_id(id) {
+            Some(number) => serializer.serialize_u64(number),
+            None => serializer.serialize_str(id),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+        struct IdVisitor;
+        impl Visitor<'_> for IdVisitor {
+            type Value = String;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a product id: a whole number or a string")
+            }
+            fn visit_u64<E: de::Error>(self, number: u64) -> Result<String, E> {
+                Ok(number.to_string())
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<String, E> {
+                Ok(text.to_owned())
+            }
+        }
+        deserializer.deserialize_any(IdVisitor)
+    }
+}
+
 impl Default for Catalog {
-    /// A small neighbourhood bakery's cakes.
+    /// A small neighbourhood bakery's cakes, numbered from 1.
     fn default() -> Self {
         let product = |id: &str, name: &str, description: &str, price_cents| Product {
             id: id.into(),
@@ -104,31 +167,31 @@ impl Default for Catalog {
             currency: "EUR".into(),
             products: vec![
                 product(
-                    "chocolate-cake",
+                    "1",
                     "Chocolate cake",
                     "Dark chocolate sponge with ganache, serves 8",
                     3200,
                 ),
                 product(
-                    "carrot-cake",
+                    "2",
                     "Carrot cake",
                     "Spiced carrot and walnut with cream cheese frosting, serves 8",
                     2800,
                 ),
                 product(
-                    "lemon-tart",
+                    "3",
                     "Lemon tart",
                     "Sharp lemon curd in butter pastry, serves 6",
                     2400,
                 ),
                 product(
-                    "cheesecake",
+                    "4",
                     "Baked cheesecake",
                     "Vanilla cheesecake on a biscuit base, serves 10",
                     3600,
                 ),
                 product(
-                    "birthday-cake",
+                    "5",
                     "Birthday cake",
                     "Three-layer vanilla sponge with sprinkles, serves 12",
                     4500,
@@ -154,6 +217,47 @@ mod tests {
     }
 
     #[test]
+    fn the_built_in_cakes_are_numbered_and_numbers_are_json_numbers() {
+        let catalog = Catalog::default();
+        let ids: Vec<&str> = catalog.products.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["1", "2", "3", "4", "5"]);
+        let json = serde_json::to_value(&catalog).unwrap();
+        assert_eq!(json["products"][0]["id"], serde_json::json!(1));
+    }
+
+    #[test]
+    fn a_catalog_file_may_number_its_products_or_name_them() {
+        let text = r#"{"currency":"GBP","products":[
+            {"id":12,"name":"Scones","priceCents":900},
+            {"id":"13","name":"Eclairs","priceCents":1200},
+            {"id":"wedding-cake","name":"Wedding cake","priceCents":25000}]}"#;
+        let catalog = Catalog::from_json(text).unwrap();
+        assert_eq!(catalog.find("12").unwrap().name, "Scones");
+        assert_eq!(catalog.find("13").unwrap().name, "Eclairs");
+        assert_eq!(catalog.find("wedding-cake").unwrap().price_cents, 25000);
+        let json = serde_json::to_value(&catalog).unwrap();
+        assert_eq!(json["products"][1]["id"], serde_json::json!(13));
+        assert_eq!(json["products"][2]["id"], "wedding-cake");
+    }
+
+    #[test]
+    fn numeric_ids_are_written_one_way() {
+        assert_eq!(numeric_id("1"), Some(1));
+        assert_eq!(numeric_id("9007199254740991"), Some(9_007_199_254_740_991));
+        for not_numeric in [
+            "",
+            "0",
+            "01",
+            "1a",
+            "-1",
+            "9007199254740992",
+            "wedding-cake",
+        ] {
+            assert_eq!(numeric_id(not_numeric), None, "{not_numeric}");
+        }
+    }
+
+    #[test]
     fn bad_catalogs_are_refused_with_a_reason() {
         let cases = [
             ("not json", "not valid JSON"),
@@ -173,6 +277,22 @@ mod tests {
             (
                 r#"{"currency":"EUR","products":[{"id":"a","name":"A","priceCents":0}]}"#,
                 "price",
+            ),
+            (
+                r#"{"currency":"EUR","products":[{"id":"07","name":"A","priceCents":1}]}"#,
+                "leading zeros",
+            ),
+            (
+                r#"{"currency":"EUR","products":[{"id":0,"name":"A","priceCents":1}]}"#,
+                "whole number from 1",
+            ),
+            (
+                r#"{"currency":"EUR","products":[{"id":1,"name":"A","priceCents":1},{"id":"1","name":"B","priceCents":1}]}"#,
+                "more than once",
+            ),
+            (
+                r#"{"currency":"EUR","products":[{"id":1.5,"name":"A","priceCents":1}]}"#,
+                "not valid JSON",
             ),
             (
                 r#"{"currency":"EUR","products":[{"id":"a","name":" ","priceCents":5}]}"#,

@@ -185,7 +185,7 @@ mod tests {
             assert!(json.get(key).is_some(), "missing {key}");
         }
         assert_eq!(json["eventType"], "order_placed");
-        assert_eq!(json["order"]["productId"], "chocolate-cake");
+        assert_eq!(json["order"]["productId"], 1);
         assert_eq!(Event::from_json(&event.to_json()).unwrap(), event);
     }
 

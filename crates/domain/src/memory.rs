@@ -187,7 +187,7 @@ pub fn placed_order() -> Order {
         name: "Ada Lovelace".into(),
         address: "12 Analytical Row".into(),
         email: Some("ada@example.com".into()),
-        product_id: "carrot-cake".into(),
+        product_id: "2".into(),
         product_name: "Carrot cake".into(),
         quantity: 1,
         unit_price_cents: 2800,

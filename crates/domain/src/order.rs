@@ -152,6 +152,7 @@ pub struct Order {
     pub address: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    #[serde(with = "crate::catalog::product_id_json")]
     pub product_id: String,
     pub product_name: String,
     pub quantity: u32,
@@ -264,7 +265,7 @@ pub(crate) mod tests {
             name: "Ada".into(),
             address: "1 Cake Street".into(),
             email: None,
-            product_id: "chocolate-cake".into(),
+            product_id: "1".into(),
             product_name: "Chocolate cake".into(),
             quantity: 2,
             unit_price_cents: 3200,

@@ -84,16 +84,7 @@ impl OrderRequest {
                 );
             }
         }
-        let product_id = fields.text("productId", Text::required(64));
-        if let Some(Some(id)) = &product_id {
-            if catalog.find(id).is_none() {
-                fields.fail(
-                    "productId",
-                    "unknown_product",
-                    format!("no product {id:?}; GET /products lists what can be ordered"),
-                );
-            }
-        }
+        let product_id = fields.product_id(catalog);
         let quantity = fields.whole_number("quantity", 1, limits::MAX_QUANTITY);
         fields.finish()?;
         match (name, address, email, product_id, quantity) {
@@ -215,6 +206,8 @@ struct Text {
     required: bool,
     max_chars: usize,
     multi_line: bool,
+    /// What a value of another JSON type is told.
+    type_message: &'static str,
 }
 
 impl Text {
@@ -223,6 +216,7 @@ impl Text {
             required: true,
             max_chars,
             multi_line: false,
+            type_message: "must be a string",
         }
     }
     fn optional(max_chars: usize) -> Text {
@@ -234,6 +228,13 @@ impl Text {
     fn multi_line(self) -> Text {
         Text {
             multi_line: true,
+            ..self
+        }
+    }
+    /// For fields whose JSON number form is read before this rule is.
+    fn or_number(self) -> Text {
+        Text {
+            type_message: "must be a product id: a whole number or a string",
             ..self
         }
     }
@@ -286,7 +287,7 @@ impl<'a> Fields<'a> {
             None | Some(Value::Null) => return Some(None),
             Some(Value::String(text)) => text,
             Some(_) => {
-                self.fail(field, "type", "must be a string");
+                self.fail(field, "type", rule.type_message);
                 return None;
             }
         };
@@ -356,6 +357,33 @@ impl<'a> Fields<'a> {
         in_range
     }
 
+    /// `productId`: a product of the catalog, named by its id as a string
+    /// or, for a numeric id, as a JSON number (`1` and `"1"` alike).
+    fn product_id(&mut self, catalog: &Catalog) -> Option<Option<String>> {
+        const FIELD: &str = "productId";
+        // The id, and how the answer names it: as the client wrote it.
+        let (id, shown) = match self.body.get(FIELD) {
+            Some(Value::Number(number)) => match number.as_u64() {
+                Some(whole) => (whole.to_string(), number.to_string()),
+                None => (String::new(), number.to_string()),
+            },
+            _ => {
+                let id = self.text(FIELD, Text::required(64).or_number())??;
+                let shown = format!("{id:?}");
+                (id, shown)
+            }
+        };
+        if catalog.find(&id).is_none() {
+            self.fail(
+                FIELD,
+                "unknown_product",
+                format!("no product {shown}; GET /products lists what can be ordered"),
+            );
+            return None;
+        }
+        Some(Some(id))
+    }
+
     fn order_id(&mut self) -> Option<OrderId> {
         let text = self.text("orderId", Text::required(36))??;
         let id = OrderId::parse(&text);
@@ -385,7 +413,7 @@ mod tests {
     }
 
     fn valid() -> Value {
-        json!({"name": " Ada ", "address": "1 Cake St\r\nTown", "productId": "carrot-cake", "quantity": 2})
+        json!({"name": " Ada ", "address": "1 Cake St\r\nTown", "productId": 2, "quantity": 2})
     }
 
     #[test]
@@ -457,6 +485,73 @@ mod tests {
                 ("productId".into(), "unknown_product"),
             ]
         );
+    }
+
+    #[test]
+    fn a_numeric_product_id_may_be_sent_as_a_number_or_a_string() {
+        let seed = json!({
+            "name": "Yana Bahdanovich",
+            "address": "Inasaridze 2 deadlock 35",
+            "productId": 1,
+            "quantity": 3
+        });
+        let request = order(seed.clone()).unwrap();
+        assert_eq!(request.product_id, "1");
+        assert_eq!(request.quantity, 3);
+        let mut as_string = seed;
+        as_string["productId"] = json!("1");
+        let same = order(as_string).unwrap();
+        assert_eq!(same, request);
+        assert_eq!(same.fingerprint(), request.fingerprint(), "one request");
+    }
+
+    #[test]
+    fn an_unknown_product_id_of_either_kind_is_named() {
+        for (id, shown) in [
+            (json!(9), "no product 9;"),
+            (json!("9"), "no product \"9\";"),
+            (json!(0), "no product 0;"),
+            (json!(-1), "no product -1;"),
+            (json!(1.5), "no product 1.5;"),
+            (json!("01"), "no product \"01\";"),
+            (json!("wedding-cake"), "no product \"wedding-cake\";"),
+        ] {
+            let mut body = valid();
+            body["productId"] = id.clone();
+            let errors = order(body).unwrap_err().0;
+            assert_eq!(errors.len(), 1, "{id}: {errors:?}");
+            assert_eq!(errors[0].field, "productId");
+            assert_eq!(errors[0].code, "unknown_product", "{id}");
+            assert!(
+                errors[0].message.starts_with(shown),
+                "{id}: {}",
+                errors[0].message
+            );
+        }
+        let mut body = valid();
+        body["productId"] = json!(true);
+        let errors = order(body).unwrap_err().0;
+        assert_eq!(errors[0].code, "type");
+        assert_eq!(
+            errors[0].message,
+            "must be a product id: a whole number or a string"
+        );
+    }
+
+    #[test]
+    fn a_catalog_of_slugs_is_ordered_by_slug() {
+        let catalog = Catalog::from_json(
+            r#"{"currency":"EUR","products":[{"id":"wedding-cake","name":"Wedding cake","priceCents":25000}]}"#,
+        )
+        .unwrap();
+        let mut body = valid();
+        body["productId"] = json!("wedding-cake");
+        assert_eq!(
+            OrderRequest::parse(&body, &catalog).unwrap().product_id,
+            "wedding-cake"
+        );
+        body["productId"] = json!(1);
+        assert!(OrderRequest::parse(&body, &catalog).is_err());
     }
 
     #[test]

@@ -20,5 +20,5 @@ async fn main() -> Result<(), Error> {
         store: Arc::new(DynamoStore::new(&clients, table, stream)),
         baker_token,
     };
-    lambda_http::run(fulfilled::router(deps)).await
+    lambda_kit::api_gateway::run(fulfilled::router(deps)).await
 }

@@ -127,7 +127,7 @@ pub fn order(order_id: &str) -> Order {
         name: "Ada Lovelace".into(),
         address: "12 Analytical Row\nLondon".into(),
         email: Some("ada@example.com".into()),
-        product_id: "carrot-cake".into(),
+        product_id: "2".into(),
         product_name: "Carrot cake".into(),
         quantity: 2,
         unit_price_cents: 2800,

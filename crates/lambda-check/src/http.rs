@@ -7,21 +7,23 @@
 //! `http::Request` (base64 bodies decoded, the stage applied to the path),
 //! passed to the router, and the router's response turned into the
 //! `ApiGatewayV2httpResponse` JSON the runtime posts back. [`invoke`] runs
-//! that same adapter, so a test sees exactly the JSON API Gateway reads.
+//! that same adapter behind the stage-removing step the functions' `main`s
+//! use (`lambda_kit::api_gateway`), so a test sees exactly the JSON API
+//! Gateway reads, for HTTP API (2.0) and REST API (1.0) events alike.
 
 use axum::Router;
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Adapter, Context, LambdaEvent};
 use tower::ServiceExt;
 
-/// Runs `event` (HTTP API v2 request JSON) through `router` and answers the
+/// Runs `event` (HTTP API or REST API request JSON) through `router` and answers the
 /// response JSON as the function would return it to API Gateway:
 /// `{"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded",
 /// "cookies"}`.
 pub async fn invoke(router: Router, event: &str) -> Result<serde_json::Value, String> {
     let request: LambdaRequest = serde_json::from_str(event)
         .map_err(|e| format!("not an event lambda_http accepts: {e}"))?;
-    let adapter: Adapter<'_, _, Router> = Adapter::from(router);
+    let adapter = Adapter::from(lambda_kit::api_gateway::without_stage(router));
     let response = adapter
         .oneshot(LambdaEvent::new(request, Context::default()))
         .await

@@ -5,12 +5,15 @@
 //! - [`http`]: the HTTP side of the three HTTP functions: one error type that
 //!   answers in `application/problem+json` (RFC 9457), a JSON body extractor
 //!   with a size limit and field-level validation errors, and bearer tokens.
+//! - [`api_gateway`]: running an HTTP function's router under API Gateway,
+//!   with or without a stage name in front of the path.
 //! - [`batch`]: running a handler over a Kinesis or SQS batch and reporting
 //!   the records that failed, as `ReportBatchItemFailures` expects.
 //! - [`partner`]: notifying a partner once per order step.
 //!
 //! Both exist so each function crate holds only its own step's logic.
 
+pub mod api_gateway;
 pub mod batch;
 pub mod http;
 pub mod partner;

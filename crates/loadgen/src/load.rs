@@ -317,7 +317,7 @@ fn order_body() -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "name": "Bench Customer",
         "address": "1 Benchmark Street, 1000 Loadtown",
-        "productId": "chocolate-cake",
+        "productId": 1,
         "quantity": 1,
         "email": "bench@example.com",
     }))
@@ -778,7 +778,7 @@ mod tests {
     #[test]
     fn the_order_body_is_valid_json_for_the_default_catalog() {
         let body: serde_json::Value = serde_json::from_slice(&order_body()).unwrap();
-        assert_eq!(body["productId"], "chocolate-cake");
+        assert_eq!(body["productId"], 1);
         assert_eq!(body["quantity"], 1);
     }
 }

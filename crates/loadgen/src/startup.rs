@@ -87,7 +87,7 @@ async fn sample(bakery: &Path, data_dir: &Path, requests: u64) -> Result<Startup
             .json(&serde_json::json!({
                 "name": format!("Start-up probe {i}"),
                 "address": "1 Benchmark Street, 1000 Loadtown",
-                "productId": "carrot-cake",
+                "productId": 2,
                 "quantity": 2,
             }))
             .send()

@@ -43,7 +43,7 @@ pub fn order(index: u64, at: DateTime<Utc>, finished: bool) -> Order {
         name: format!("Customer {index}"),
         address: format!("{index} Benchmark Street, 1000 Loadtown"),
         email: Some(format!("customer{index}@example.com")),
-        product_id: "chocolate-cake".into(),
+        product_id: "1".into(),
         product_name: "Chocolate cake".into(),
         quantity: 1,
         unit_price_cents: 2800,

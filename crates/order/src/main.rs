@@ -67,5 +67,5 @@ async fn main() -> Result<(), Error> {
         catalog,
         baker_token,
     });
-    lambda_http::run(order::router(deps).merge(pages)).await
+    lambda_kit::api_gateway::run(order::router(deps).merge(pages)).await
 }

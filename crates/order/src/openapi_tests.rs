@@ -178,7 +178,7 @@ async fn schemas_have_exactly_the_fields_of_the_json() {
     assert_eq!(order["additionalProperties"], false);
 
     // What POST /order answers: the order and its token.
-    let body = json!({"name": "Ada", "address": "1 Row", "productId": "lemon-tart", "quantity": 1});
+    let body = json!({"name": "Ada", "address": "1 Row", "productId": 3, "quantity": 1});
     let (status, content_type, bytes) = send("post", "/order", &body.to_string()).await;
     assert_eq!(status, 201);
     assert_eq!(content_type.as_deref(), Some("application/json"));

@@ -47,7 +47,7 @@ fn get(path: &str, token: Option<&str>) -> Request<Body> {
 }
 
 fn cake() -> Value {
-    json!({"name": "Ada Lovelace", "address": "12 Analytical Row", "productId": "lemon-tart", "quantity": 2})
+    json!({"name": "Ada Lovelace", "address": "12 Analytical Row", "productId": 3, "quantity": 2})
 }
 
 #[tokio::test]
@@ -195,7 +195,7 @@ async fn the_catalog_is_public() {
     let (status, _, body) = call(&app, get("/products", None)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["currency"], "EUR");
-    assert_eq!(body["products"][0]["id"], "chocolate-cake");
+    assert_eq!(body["products"][0]["id"], 1);
     assert_eq!(body["products"][0]["priceCents"], 3200);
 }
 

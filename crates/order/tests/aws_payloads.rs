@@ -42,7 +42,7 @@ async fn post_order_answers_201_with_location_and_customer_token() {
     assert_v2_response(&response, 201, "application/json");
     let body = body_json(&response);
     assert_eq!(body["status"], "placed");
-    assert_eq!(body["productId"], "chocolate-cake");
+    assert_eq!(body["productId"], 1);
     assert_eq!(body["name"], "Ada Lovelace");
     assert!(
         body["customerToken"]
@@ -111,29 +111,81 @@ async fn get_order_reads_the_path_parameter_and_the_customer_token() {
 }
 
 #[tokio::test]
-async fn the_default_stage_routes_and_a_named_stage_keeps_its_prefix() {
-    // template.yaml and serverless.yml both serve the HTTP API from its
-    // `$default` stage, whose rawPath has no stage segment. A named stage
-    // (`prod`) puts `/prod` in rawPath, and lambda_http keeps it in the
-    // request path, so the router would not match: the stage must stay
-    // `$default` (or main.rs strip the prefix) for these routes to work.
+async fn the_same_route_answers_with_and_without_a_stage_in_the_path() {
+    // template.yaml and serverless.yml serve the HTTP API from `$default`
+    // (no stage in rawPath); a named stage (`prod` here) puts `/prod` in
+    // rawPath, and lambda_http keeps it. The functions take it back off.
     let named = fixtures::text("apigw-v2-get-products-named-stage.json");
     assert_eq!(request(&named).unwrap().uri().path(), "/prod/products");
-    let (_, app) = app();
-    let response = invoke(app.clone(), &named).await.unwrap();
-    assert_eq!(response["statusCode"], 404, "{response:#}");
-
     let mut default: Value = serde_json::from_str(&named).unwrap();
     default["rawPath"] = json!("/products");
     default["requestContext"]["http"]["path"] = json!("/products");
     default["requestContext"]["stage"] = json!("$default");
     let default = default.to_string();
     assert_eq!(request(&default).unwrap().uri().path(), "/products");
-    let response = invoke(app, &default).await.unwrap();
-    assert_v2_response(&response, 200, "application/json");
-    assert!(
-        body_json(&response)["products"]
-            .as_array()
-            .is_some_and(|p| !p.is_empty())
+
+    let (_, app) = app();
+    for event in [named, default] {
+        let response = invoke(app.clone(), &event).await.unwrap();
+        assert_v2_response(&response, 200, "application/json");
+        assert_eq!(body_json(&response)["products"][0]["id"], 1);
+    }
+}
+
+#[tokio::test]
+async fn a_path_that_only_starts_like_the_stage_is_not_cut() {
+    // Stage `prod`, path `/products` on the `$default`-less layout of a
+    // custom domain: lambda_http makes `/prod/products`; `/production`
+    // would be a different path and must stay unrouted.
+    let mut event: Value =
+        serde_json::from_str(&fixtures::text("apigw-v2-get-products-named-stage.json")).unwrap();
+    event["rawPath"] = json!("/productsx");
+    let (_, app) = app();
+    let response = invoke(app, &event.to_string()).await.unwrap();
+    assert_eq!(response["statusCode"], 404, "{response:#}");
+}
+
+/// The seed's own request: its body as written, `POST .../dev/order`.
+async fn assert_the_seed_order_is_placed(fixture: &str) -> Value {
+    let event = fixtures::text(fixture);
+    let seed_body = fixtures::text("seed-order-body.json");
+    assert_eq!(
+        request(&event).unwrap().body().as_ref(),
+        seed_body.as_bytes(),
+        "the body reaches the router byte for byte"
     );
+    let (store, app) = app();
+    let response = invoke(app, &event).await.unwrap();
+    assert_eq!(response["statusCode"], 201, "{response:#}");
+    let body = body_json(&response);
+    assert_eq!(body["status"], "placed");
+    assert_eq!(body["name"], "Yana Bahdanovich");
+    assert_eq!(body["address"], "Inasaridze 2 deadlock 35");
+    assert_eq!(body["productId"], 1);
+    assert_eq!(body["productName"], "Chocolate cake");
+    assert_eq!(body["quantity"], 3);
+    assert_eq!(body["totalCents"], 3 * 3200);
+    let order_id = OrderId::parse(body["orderId"].as_str().unwrap()).unwrap();
+    assert_eq!(store.order(order_id).unwrap().status, Status::Placed);
+    assert_eq!(store.events().len(), 1, "order_placed is on the stream");
+    response
+}
+
+#[tokio::test]
+async fn the_seeds_order_on_an_http_api_stage_named_dev() {
+    let response = assert_the_seed_order_is_placed("apigw-v2-post-order-seed-dev-stage.json").await;
+    assert_v2_response(&response, 201, "application/json");
+}
+
+#[tokio::test]
+async fn the_seeds_order_on_a_rest_api_stage_named_dev() {
+    let response = assert_the_seed_order_is_placed("apigw-v1-post-order-seed-dev-stage.json").await;
+    // A REST API reads the 1.0 response shape: headers as lists, no cookies.
+    assert_eq!(
+        response["multiValueHeaders"]["content-type"],
+        json!(["application/json"]),
+        "{response:#}"
+    );
+    assert_eq!(response["isBase64Encoded"], false);
+    assert!(response.get("cookies").is_none(), "{response:#}");
 }

@@ -34,6 +34,7 @@ fn require_baker(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> 
 #[serde(rename_all = "camelCase")]
 pub(crate) struct WaitingOrder {
     pub order_id: OrderId,
+    #[serde(with = "domain::catalog::product_id_json")]
     pub product_id: String,
     pub product_name: String,
     pub quantity: u32,
@@ -46,6 +47,7 @@ pub(crate) struct WaitingOrder {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ProductTotal {
+    #[serde(with = "domain::catalog::product_id_json")]
     pub product_id: String,
     pub product_name: String,
     pub quantity: u64,
