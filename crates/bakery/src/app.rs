@@ -17,9 +17,6 @@ use aws_adapters::{DynamoStore, SesMailer, SqsQueue};
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
 use axum::Router;
-use axum::extract::Request;
-use axum::middleware::Next;
-use axum::response::IntoResponse;
 use domain::Catalog;
 use domain::auth::{CustomerTokens, TokenHash};
 use domain::events::Email;
@@ -29,15 +26,10 @@ use domain::ports::{
 };
 use embedded::Database;
 use futures::FutureExt;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
-use lambda_kit::http::ApiError;
 use outbound::{EmailPartner, OutboxMailer, RetryPolicy, SmtpMailer, WebhookNotifier};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tower_http::trace::TraceLayer;
 
 use crate::aws::Resources;
 use crate::config::{Backend as BackendKind, ServeConfig, Tuning};
@@ -45,6 +37,7 @@ use crate::mappings::aws::{KinesisStream, SqsQueueSource};
 use crate::mappings::embedded::{EmbeddedQueue, EmbeddedStream};
 use crate::mappings::{Handler, run_queue_consumer, run_stream_consumer};
 use crate::secrets::Secrets;
+use crate::server;
 
 /// Names of the stream consumers and queues, as the operator sees them.
 pub mod names {
@@ -146,7 +139,7 @@ impl Bakery {
             catalog: catalog.clone(),
             baker_token,
         });
-        let router = api_router(
+        let router = server::api_router(
             order::Deps {
                 store: store.clone(),
                 catalog,
@@ -267,7 +260,7 @@ impl Bakery {
                 db.stop_watching();
             });
         }
-        serve_http(self.listener, self.router, header_timeout, stop.clone()).await;
+        server::serve_http(self.listener, self.router, header_timeout, stop.clone()).await;
         for worker in workers {
             if let Err(error) = worker.await {
                 tracing::error!(%error, "a consumer ended abnormally");
@@ -275,81 +268,6 @@ impl Bakery {
         }
         Ok(())
     }
-}
-
-/// Serves the API until `stop` is cancelled, then lets the requests in
-/// flight finish.
-///
-/// As `axum::serve` does, plus a deadline for each request's head: a client
-/// that trickles its headers (slowloris) is cut off after `header_timeout`
-/// instead of holding a connection and a task for as long as it likes. The
-/// body is bounded by the request timeout in [`api_router`].
-async fn serve_http(
-    listener: TcpListener,
-    router: Router,
-    header_timeout: Duration,
-    stop: CancellationToken,
-) {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
-    let graceful = GracefulShutdown::new();
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    // Out of file descriptors and the like: breathe, retry.
-                    tracing::warn!(%error, "cannot accept a connection");
-                    crate::mappings::pause(&stop, Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = stop.cancelled() => break,
-        };
-        let service = TowerToHyperService::new(router.clone());
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection closed");
-            }
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
-}
-
-/// The API as API Gateway would present it: the three HTTP functions behind
-/// one address, unknown routes answered in problem+json.
-fn api_router(
-    order: order::Deps,
-    fulfilled: fulfilled::Deps,
-    delivered: delivered::Deps,
-    pages: Router,
-    request_timeout: Duration,
-) -> Router {
-    Router::new()
-        .merge(order::router(order))
-        .merge(fulfilled::router(fulfilled))
-        .merge(delivered::router(delivered))
-        .merge(pages)
-        .fallback(|| async { ApiError::NoRoute })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        // A request that takes too long answers like a busy store: 503
-        // problem+json with Retry-After (the work it started is idempotent).
-        .layer(axum::middleware::from_fn(
-            move |request: Request, next: Next| async move {
-                match tokio::time::timeout(request_timeout, next.run(request)).await {
-                    Ok(response) => response,
-                    Err(_) => ApiError::Unavailable(format!(
-                        "no answer within {} ms",
-                        request_timeout.as_millis()
-                    ))
-                    .into_response(),
-                }
-            },
-        ))
-        .layer(TraceLayer::new_for_http())
 }
 
 fn load_catalog(path: Option<&Path>) -> Result<Catalog> {

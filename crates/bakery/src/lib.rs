@@ -11,6 +11,7 @@
 //! - [`secrets`]: the baker token and signing secrets kept in the data
 //!   directory.
 //! - [`app`]: builds every part from the configuration and serves.
+//! - [`server`]: the HTTP server in front of the routers (limits, logs).
 //! - [`aws`]: the AWS backend's resources, found by name or created.
 //! - [`mappings`]: the local Kinesis and SQS event source mappings: batches,
 //!   partial batch failures, retries with backoff, dead letters.
@@ -22,3 +23,4 @@ pub mod config;
 pub mod dlq;
 pub mod mappings;
 pub mod secrets;
+pub mod server;

@@ -11,7 +11,6 @@
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
@@ -19,7 +18,7 @@ use domain::events::FeedbackMessage;
 use domain::ports::{AdvanceAndSend, Advanced, OrderStore, QueueMessage};
 use domain::validation::{DeliverRequest, limits};
 use domain::{Order, Status, Step, StepDetails, Transition};
-use lambda_kit::http::{ApiError, JsonBody, bearer_token};
+use lambda_kit::http::{ApiError, Bearer, JsonBody, no_store};
 
 #[derive(Clone)]
 pub struct Deps {
@@ -32,23 +31,27 @@ pub fn router(deps: Deps) -> Router {
     Router::new()
         .route("/order/delivered", post(confirm_delivery))
         .layer(DefaultBodyLimit::max(limits::BODY_BYTES))
+        .layer(axum::middleware::map_response(no_store))
         .with_state(deps)
 }
 
 async fn confirm_delivery(
     State(deps): State<Deps>,
-    headers: HeaderMap,
+    // Read before the body: without a token the answer is 401 whatever
+    // the body is.
+    Bearer(token): Bearer,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Order>, ApiError> {
-    let token = bearer_token(&headers)?;
     let request = DeliverRequest::parse(&body)?;
     let order = deps
         .store
         .get(request.order_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    if !order.customer_token_hash.matches(token) {
-        return Err(ApiError::Forbidden);
+    // Another order's token is told "not found", exactly as for an order
+    // that does not exist.
+    if !order.customer_token_hash.matches(&token) {
+        return Err(ApiError::NotFound);
     }
     let transition = Transition {
         order_id: request.order_id,
@@ -196,6 +199,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn without_a_token_the_body_is_not_read() {
+        let (_, _, app) = setup();
+        let huge = "x".repeat(limits::BODY_BYTES + 1);
+        for body in ["{not json".to_string(), huge] {
+            let response = app
+                .clone()
+                .oneshot(
+                    Request::post("/order/delivered")
+                        .body(Body::from(body))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        }
+    }
+
+    #[tokio::test]
     async fn only_the_orders_customer_may_confirm() {
         let (store, queue, app) = setup();
         let order = out_for_delivery(&store);
@@ -205,19 +226,16 @@ mod tests {
             deliver(&app, None, body.clone()).await.0,
             StatusCode::UNAUTHORIZED
         );
-        assert_eq!(
-            deliver(&app, Some(&token_of(&other)), body.clone()).await.0,
-            StatusCode::FORBIDDEN
-        );
+        // Another order's token: the same answer as for no such order.
+        let not_yours = deliver(&app, Some(&token_of(&other)), body.clone()).await;
         assert_eq!(
             store.order(order.order_id).unwrap().status,
             Status::OutForDelivery
         );
         assert!(queue.sent.lock().unwrap().is_empty());
         let unknown = json!({"orderId": uuid::Uuid::now_v7()});
-        assert_eq!(
-            deliver(&app, Some("x"), unknown).await.0,
-            StatusCode::NOT_FOUND
-        );
+        let no_such = deliver(&app, Some(&token_of(&other)), unknown).await;
+        assert_eq!(not_yours.0, StatusCode::NOT_FOUND);
+        assert_eq!(not_yours, no_such, "status and body alike");
     }
 }

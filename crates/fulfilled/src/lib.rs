@@ -8,8 +8,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::HeaderMap;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
@@ -18,7 +18,7 @@ use domain::events::EventType;
 use domain::ports::{Advanced, OrderStore};
 use domain::validation::{FulfilRequest, limits};
 use domain::{Order, Status, StepDetails, Transition};
-use lambda_kit::http::{ApiError, JsonBody, bearer_token};
+use lambda_kit::http::{ApiError, JsonBody, bearer_token, no_store};
 
 #[derive(Clone)]
 pub struct Deps {
@@ -31,19 +31,33 @@ pub fn router(deps: Deps) -> Router {
     Router::new()
         .route("/order/fulfilled", post(mark_fulfilled))
         .layer(DefaultBodyLimit::max(limits::BODY_BYTES))
+        .layer(axum::middleware::map_response(no_store))
         .with_state(deps)
+}
+
+/// The cake maker, recognised by token before the body is read: who asks
+/// comes before what they ask, so strangers learn nothing about which
+/// order ids exist, nor how the body is checked.
+struct Baker;
+
+impl FromRequestParts<Deps> for Baker {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, deps: &Deps) -> Result<Self, ApiError> {
+        let token = bearer_token(&parts.headers)?;
+        if deps.baker_token.matches(token) {
+            Ok(Baker)
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
 }
 
 async fn mark_fulfilled(
     State(deps): State<Deps>,
-    headers: HeaderMap,
+    _: Baker,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Order>, ApiError> {
-    // Who asks comes before what they ask: strangers learn nothing about
-    // which order ids exist.
-    if !deps.baker_token.matches(bearer_token(&headers)?) {
-        return Err(ApiError::Forbidden);
-    }
     let request = FulfilRequest::parse(&body)?;
     let transition = Transition {
         order_id: request.order_id,
@@ -110,6 +124,30 @@ mod tests {
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         )
+    }
+
+    #[tokio::test]
+    async fn the_token_is_checked_before_the_body_is_read() {
+        let (_, app) = setup();
+        let huge = "x".repeat(limits::BODY_BYTES + 1);
+        for body in ["{not json".to_string(), huge] {
+            for (token, expected) in [
+                (None, StatusCode::UNAUTHORIZED),
+                (Some("Bearer guess"), StatusCode::FORBIDDEN),
+            ] {
+                let mut request = Request::post("/order/fulfilled");
+                if let Some(token) = token {
+                    request = request.header("authorization", token);
+                }
+                let response = app
+                    .clone()
+                    .oneshot(request.body(Body::from(body.clone())).unwrap())
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), expected, "{token:?}");
+                assert_eq!(response.headers()["cache-control"], "no-store");
+            }
+        }
     }
 
     #[tokio::test]

@@ -3,14 +3,22 @@
 //! Every error leaves as `application/problem+json` with a stable `type`,
 //! a `title`, the `status` and a `detail` a person can act on. Internal
 //! errors are logged here and never shown to the client.
+//!
+//! The extractors read a request in the order that tells a stranger the
+//! least: the headers ([`Bearer`], [`IdempotencyKeyHeader`]) before the
+//! body ([`JsonBody`]), so a request without a token is `401` whatever its
+//! body, and a path segment that cannot be an id ([`PathSegment`]) is the
+//! same `404` as an unknown one.
 
-use axum::extract::{FromRequest, Request};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use domain::Status;
 use domain::ports::StoreError;
-use domain::validation::{FieldError, ValidationErrors, limits};
+use domain::validation::{self, FieldError, ValidationErrors, limits};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -25,11 +33,17 @@ pub enum ApiError {
     TooLarge,
     /// No bearer token, or not a bearer token.
     Unauthenticated,
-    /// A token that does not grant this.
+    /// A token that does not grant this (the cake maker's routes). A
+    /// customer's token for another order is [`ApiError::NotFound`], so a
+    /// token tells nothing about which other orders exist.
     Forbidden,
     NotFound,
     /// No such route.
     NoRoute,
+    /// The request target (path and query) is longer than the API reads.
+    UriTooLong,
+    /// More header fields, or larger ones, than the API reads.
+    HeadersTooLarge,
     /// The route exists, not with this method.
     MethodNotAllowed,
     /// The order is not at the step this request needs.
@@ -39,6 +53,9 @@ pub enum ApiError {
     },
     /// The `Idempotency-Key` was already used for a different request.
     IdempotencyKeyReused,
+    /// A header that must come once came several times (`Authorization`,
+    /// `Idempotency-Key`): which one counts would be a guess.
+    RepeatedHeader(&'static str),
     /// Storage or a queue is busy; retrying is safe.
     Unavailable(String),
     /// A bug or corrupt data. Logged, not shown.
@@ -62,7 +79,7 @@ struct Problem<'a> {
 impl ApiError {
     pub fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::MalformedJson(_) | ApiError::RepeatedHeader(_) => StatusCode::BAD_REQUEST,
             ApiError::InvalidFields(_) | ApiError::IdempotencyKeyReused => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -70,6 +87,8 @@ impl ApiError {
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound | ApiError::NoRoute => StatusCode::NOT_FOUND,
+            ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
+            ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::OutOfOrder { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -116,11 +135,25 @@ impl ApiError {
                 "Not allowed",
                 "this token does not allow this request".into(),
             ),
-            ApiError::NotFound => ("not-found", "Order not found", "no such order".into()),
+            ApiError::NotFound => (
+                "not-found",
+                "Order not found",
+                "no such order, or not one this token can see".into(),
+            ),
             ApiError::NoRoute => (
                 "no-route",
                 "No such resource",
                 "nothing is served at this path; see the API description at /openapi.yaml".into(),
+            ),
+            ApiError::UriTooLong => (
+                "uri-too-long",
+                "Request target too long",
+                "the path and query of a request are limited to 8 KiB".into(),
+            ),
+            ApiError::HeadersTooLarge => (
+                "headers-too-large",
+                "Request headers too large",
+                "a request may send at most 64 header fields of 16 KiB in all".into(),
             ),
             ApiError::MethodNotAllowed => (
                 "method-not-allowed",
@@ -134,6 +167,11 @@ impl ApiError {
                     "the order is {current}; it must be {} before it can become {wanted}",
                     wanted.predecessor().map(|s| s.as_str()).unwrap_or("new")
                 ),
+            ),
+            ApiError::RepeatedHeader(name) => (
+                "repeated-header",
+                "Header repeated",
+                format!("send one `{name}` header, not several"),
             ),
             ApiError::IdempotencyKeyReused => (
                 "idempotency-key-reused",
@@ -204,6 +242,13 @@ impl IntoResponse for ApiError {
             ApiError::Unauthenticated => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
+            // RFC 6750 section 3.1: a repeated parameter is an invalid request.
+            ApiError::RepeatedHeader("Authorization") => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer error="invalid_request""#),
+                );
+            }
             ApiError::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
@@ -251,10 +296,10 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
-/// The token of an `Authorization: Bearer <token>` header.
+/// The token of the one `Authorization: Bearer <token>` header.
 pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
-    headers
-        .get(header::AUTHORIZATION)
+    let value = single_header(headers, header::AUTHORIZATION, "Authorization")?;
+    value
         .and_then(|value| value.to_str().ok())
         .and_then(|value| {
             let (scheme, token) = value.split_once(' ')?;
@@ -264,6 +309,77 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
         })
         .filter(|token| !token.is_empty())
         .ok_or(ApiError::Unauthenticated)
+}
+
+/// A header that may come at most once.
+fn single_header<'a>(
+    headers: &'a HeaderMap,
+    name: header::HeaderName,
+    shown: &'static str,
+) -> Result<Option<&'a HeaderValue>, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::RepeatedHeader(shown));
+    }
+    Ok(first)
+}
+
+/// The bearer token, read from the headers before the body is looked at.
+pub struct Bearer(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Bearer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        bearer_token(&parts.headers).map(|token| Bearer(token.to_owned()))
+    }
+}
+
+/// The optional `Idempotency-Key` header, checked (one, 1-255 visible
+/// ASCII characters) before the body is read.
+pub struct IdempotencyKeyHeader(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKeyHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let name = header::HeaderName::from_static("idempotency-key");
+        let Some(value) = single_header(&parts.headers, name, "Idempotency-Key")? else {
+            return Ok(IdempotencyKeyHeader(None));
+        };
+        // Bytes that are not visible ASCII fail the check like any other.
+        let text = value.to_str().unwrap_or("\u{0}");
+        let key = validation::idempotency_key(text)
+            .map_err(|e| ApiError::InvalidFields(ValidationErrors(vec![e])))?;
+        Ok(IdempotencyKeyHeader(Some(key.to_owned())))
+    }
+}
+
+/// A path parameter; one that is not text (`/order/%FF`) names nothing
+/// here and is answered `404` like any unknown id.
+pub struct PathSegment(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathSegment {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let segment: Result<Path<String>, PathRejection> =
+            Path::from_request_parts(parts, state).await;
+        segment
+            .map(|Path(segment)| PathSegment(segment))
+            .map_err(|_| ApiError::NotFound)
+    }
+}
+
+/// Marks a response as not to be kept by any cache (`Cache-Control:
+/// no-store`): for answers that carry personal data or a token. Use with
+/// `axum::middleware::map_response`.
+pub async fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 #[cfg(test)]

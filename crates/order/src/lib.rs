@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -33,7 +33,9 @@ use domain::events::{Event, EventType};
 use domain::ports::{IdempotencyKey, NewOrder, OrderStore, Placed};
 use domain::validation::{self, FieldError, OrderRequest, limits};
 use domain::{Catalog, Order, OrderId, Status, Step, StepTime};
-use lambda_kit::http::{ApiError, JsonBody, bearer_token};
+use lambda_kit::http::{
+    ApiError, Bearer, IdempotencyKeyHeader, JsonBody, PathSegment, no_store,
+};
 use serde::{Deserialize, Serialize};
 
 /// What the order function needs.
@@ -55,9 +57,13 @@ pub const OPENAPI_YAML: &str = include_str!("../../../docs/openapi.yaml");
 
 /// The routes this function serves.
 pub fn router(deps: Deps) -> Router {
-    Router::new()
+    // Orders carry names, addresses and tokens: no cache may keep them.
+    let orders = Router::new()
         .route("/order", post(place_order))
         .route("/order/{order_id}", get(get_order))
+        .layer(axum::middleware::map_response(no_store));
+    Router::new()
+        .merge(orders)
         .route("/products", get(list_products))
         .route("/openapi.yaml", get(openapi))
         .layer(DefaultBodyLimit::max(limits::BODY_BYTES))
@@ -76,18 +82,9 @@ struct PlacedOrder<'a> {
 
 async fn place_order(
     State(deps): State<Deps>,
-    headers: HeaderMap,
+    IdempotencyKeyHeader(idempotency_key): IdempotencyKeyHeader,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let idempotency_key = match headers.get("idempotency-key") {
-        None => None,
-        Some(value) => {
-            let text = value.to_str().unwrap_or("\u{0}");
-            let key = validation::idempotency_key(text)
-                .map_err(|e| ApiError::InvalidFields(validation::ValidationErrors(vec![e])))?;
-            Some(key.to_string())
-        }
-    };
     let request = OrderRequest::parse(&body, &deps.catalog)?;
     let product = deps
         .catalog
@@ -156,11 +153,11 @@ struct GetOrderQuery {
 
 async fn get_order(
     State(deps): State<Deps>,
-    Path(order_id): Path<String>,
+    Bearer(token): Bearer,
+    PathSegment(order_id): PathSegment,
     query: Result<Query<GetOrderQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let token = bearer_token(&headers)?;
     let Query(query) = query.map_err(|rejection| {
         ApiError::InvalidFields(validation::ValidationErrors(vec![FieldError {
             field: "query".into(),
@@ -181,11 +178,12 @@ async fn get_order(
     let reached = wait_for.and_then(|step| deps.store.watch(order_id, step));
     let mut order = read().await?;
     // Either token is checked in full, so timing tells nothing about which
-    // one came close.
-    let is_baker = deps.baker_token.matches(token);
-    let is_customer = order.customer_token_hash.matches(token);
+    // one came close. Another order's token is told "not found", exactly as
+    // for an order that does not exist.
+    let is_baker = deps.baker_token.matches(&token);
+    let is_customer = order.customer_token_hash.matches(&token);
     if !(is_baker | is_customer) {
-        return Err(ApiError::Forbidden);
+        return Err(ApiError::NotFound);
     }
     let mut waited = None;
     if let (Some(step), Some(reached)) = (wait_for, reached) {

@@ -159,20 +159,82 @@ async fn orders_are_readable_by_their_customer_and_the_baker_only() {
     assert_eq!(call(&app, get(&path, Some(BAKER))).await.0, StatusCode::OK);
     assert_eq!(
         call(&app, get(&path, Some("guess"))).await.0,
-        StatusCode::FORBIDDEN
+        StatusCode::NOT_FOUND
     );
     assert_eq!(
         call(&app, get(&path, None)).await.0,
         StatusCode::UNAUTHORIZED
     );
 
-    // Another customer's token does not open this order.
+    // Another customer's token does not open this order, and is told
+    // exactly what it is told of an order that does not exist.
     let (_, _, other) = call(&app, post_order(cake(), None)).await;
     let other_token = other["customerToken"].as_str().unwrap();
+    let (status, not_yours_headers, not_yours) = call(&app, get(&path, Some(other_token))).await;
+    let unknown = format!("/order/{}", uuid::Uuid::now_v7());
+    let (_, no_such_headers, no_such) = call(&app, get(&unknown, Some(other_token))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(not_yours, no_such);
     assert_eq!(
-        call(&app, get(&path, Some(other_token))).await.0,
-        StatusCode::FORBIDDEN
+        not_yours_headers[header::CONTENT_TYPE],
+        no_such_headers[header::CONTENT_TYPE]
     );
+}
+
+#[tokio::test]
+async fn a_path_segment_that_is_not_text_is_an_unknown_order() {
+    let (_, app) = setup();
+    let (status, headers, body) = call(&app, get("/order/%FF", Some(BAKER))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+    assert_eq!(body["status"], 404);
+}
+
+#[tokio::test]
+async fn answers_with_personal_data_are_not_kept_by_caches() {
+    let (_, app) = setup();
+    let (status, headers, placed) = call(&app, post_order(cake(), None)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    let path = format!("/order/{}", placed["orderId"].as_str().unwrap());
+    let (status, headers, _) = call(&app, get(&path, Some(BAKER))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    // The catalog is public and may be cached as the client likes.
+    let (_, headers, _) = call(&app, get("/products", None)).await;
+    assert!(headers.get(header::CACHE_CONTROL).is_none());
+}
+
+#[tokio::test]
+async fn a_repeated_token_or_key_header_is_refused_not_guessed() {
+    let (store, app) = setup();
+    let (_, _, placed) = call(&app, post_order(cake(), None)).await;
+    let path = format!("/order/{}", placed["orderId"].as_str().unwrap());
+    let two_tokens = Request::get(&path)
+        .header("authorization", format!("Bearer {BAKER}"))
+        .header("authorization", "Bearer guess")
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, body) = call(&app, two_tokens).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["type"].as_str().unwrap().ends_with("/repeated-header"));
+    assert!(body["detail"].as_str().unwrap().contains("Authorization"));
+    assert_eq!(
+        headers[header::WWW_AUTHENTICATE],
+        r#"Bearer error="invalid_request""#
+    );
+
+    let orders_before = store.events().len();
+    let two_keys = Request::post("/order")
+        .header("content-type", "application/json")
+        .header("idempotency-key", "key-1")
+        .header("idempotency-key", "key-2")
+        .body(Body::from(cake().to_string()))
+        .unwrap();
+    let (status, _, body) = call(&app, two_keys).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["detail"].as_str().unwrap().contains("Idempotency-Key"));
+    assert_eq!(store.events().len(), orders_before, "no order placed");
 }
 
 #[tokio::test]
@@ -382,7 +444,7 @@ async fn waiting_reads_check_the_token_and_the_step_first() {
     // Answered at once, not after the 30 s wait.
     let path = format!("/order/{id}?waitFor=delivered");
     let (status, _, _) = answered_at_once(&app, get_waiting(&path, "guess", None)).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(status, StatusCode::NOT_FOUND);
 
     let path = format!("/order/{id}?waitFor=baked");
     let (status, _, body) = call(&app, get_waiting(&path, BAKER, None)).await;

@@ -3,13 +3,13 @@
 //! like the rest of the API.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use domain::ports::OperationsStatus;
 use domain::{OrderId, Status, Step};
-use lambda_kit::http::{ApiError, bearer_token};
+use lambda_kit::http::{ApiError, PathSegment, bearer_token};
 use serde::Serialize;
 
 use crate::AppState;
@@ -143,8 +143,8 @@ struct Redriven {
 /// where it came from; `404` if there is no such dead letter.
 pub(crate) async fn redrive_dead_letter(
     State(state): State<AppState>,
-    Path(id): Path<String>,
     headers: HeaderMap,
+    PathSegment(id): PathSegment,
 ) -> Result<Response, ApiError> {
     require_baker(&state, &headers)?;
     if state.deps.operations.redrive(id.clone()).await? {

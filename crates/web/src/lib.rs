@@ -43,7 +43,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Path};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -51,7 +51,7 @@ use domain::Catalog;
 use domain::auth::TokenHash;
 use domain::ports::{Operations, OrderQueries};
 use domain::validation::limits;
-use lambda_kit::http::ApiError;
+use lambda_kit::http::{ApiError, PathSegment, no_store};
 
 pub use money::format_money;
 
@@ -100,18 +100,23 @@ pub fn router(deps: WebDeps) -> Router {
         deps,
         asset_version: asset_version().into(),
     };
-    Router::new()
-        .route("/", get(pages::shop))
-        .route("/shop/order", post(pages::shop_order))
-        .route("/track/{order_id}", get(pages::track))
-        .route("/baker", get(pages::baker))
+    // Orders to bake and dead letters name customers: no cache may keep
+    // them.
+    let personal_data = Router::new()
         .route("/baker/orders", get(api::baker_orders))
-        .route("/operator", get(pages::operator))
         .route("/operator/status", get(api::operator_status))
         .route(
             "/operator/dead-letters/{id}/redrive",
             post(api::redrive_dead_letter),
         )
+        .layer(axum::middleware::map_response(no_store));
+    Router::new()
+        .route("/", get(pages::shop))
+        .route("/shop/order", post(pages::shop_order))
+        .route("/track/{order_id}", get(pages::track))
+        .route("/baker", get(pages::baker))
+        .route("/operator", get(pages::operator))
+        .merge(personal_data)
         .route("/static/{file}", get(static_file))
         .layer(DefaultBodyLimit::max(limits::BODY_BYTES))
         .with_state(state)
@@ -127,7 +132,7 @@ fn asset_version() -> String {
     format!("{:x}", hasher.finish() & 0xffff_ffff)
 }
 
-async fn static_file(Path(file): Path<String>) -> Response {
+async fn static_file(PathSegment(file): PathSegment) -> Response {
     let (body, content_type) = match file.as_str() {
         "style.css" => (STYLE, "text/css; charset=utf-8"),
         "bakery.js" => (SCRIPT, "text/javascript; charset=utf-8"),

@@ -5,13 +5,13 @@ use std::sync::Arc;
 use askama::Template;
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use bytes::Bytes;
 use domain::validation::limits;
 use domain::{OrderId, Step};
-use lambda_kit::http::ApiError;
+use lambda_kit::http::{ApiError, PathSegment};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tower::ServiceExt;
@@ -319,7 +319,10 @@ pub(crate) struct MessagePage {
 /// script reads the token from the link's fragment and asks the API, so
 /// this answer is the same for any well-formed id and tells a stranger
 /// nothing.
-pub(crate) async fn track(State(state): State<AppState>, Path(order_id): Path<String>) -> Response {
+pub(crate) async fn track(
+    State(state): State<AppState>,
+    PathSegment(order_id): PathSegment,
+) -> Response {
     let Some(order_id) = OrderId::parse(&order_id) else {
         let page = MessagePage {
             v: state.asset_version.clone(),
