@@ -146,7 +146,7 @@ async fn bad_orders_are_refused_field_by_field_and_store_nothing() {
 
     // Delivery: the customer's own token, and only once it is on its way.
     refused(&bakery, "/order/delivered", None, &body, 401).await;
-    refused(&bakery, "/order/delivered", Some(BAKER_TOKEN), &body, 403).await;
+    refused(&bakery, "/order/delivered", Some(BAKER_TOKEN), &body, 404).await;
     let problem = refused(&bakery, "/order/delivered", Some(customer), &body, 409).await;
     assert_eq!(problem["currentStatus"], "placed");
     let long_review = json!({"orderId": order_id, "orderReview": "r".repeat(2001)}).to_string();

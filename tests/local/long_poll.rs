@@ -146,7 +146,7 @@ async fn bad_waits_are_refused_before_waiting() {
             Some("a-stranger"),
         )
         .await;
-    assert_eq!(status, 403);
+    assert_eq!(status, 404);
     assert!(started.elapsed() < Duration::from_secs(15));
 }
 

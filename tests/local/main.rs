@@ -72,7 +72,7 @@ async fn one_order_walks_the_whole_flow() {
     let (status, _) = bakery
         .get(&format!("/order/{order_id}"), Some("not-the-token"))
         .await;
-    assert_eq!(status, 403);
+    assert_eq!(status, 404);
 
     // Delivering before the cake is baked is out of order.
     let deliver =
@@ -449,6 +449,7 @@ async fn ctrl_c_stops_cleanly_and_a_restart_keeps_everything() {
 mod aws;
 mod aws_faults;
 mod bad_input;
+mod contract;
 mod fault_proxy;
 mod faults;
 mod flaky_partner;

@@ -138,4 +138,3 @@ fn request_span(request: &Request) -> tracing::Span {
         .map_or("(no route)", MatchedPath::as_str);
     tracing::debug_span!("request", method = %request.method(), route)
 }
-

@@ -33,9 +33,7 @@ use domain::events::{Event, EventType};
 use domain::ports::{IdempotencyKey, NewOrder, OrderStore, Placed};
 use domain::validation::{self, FieldError, OrderRequest, limits};
 use domain::{Catalog, Order, OrderId, Status, Step, StepTime};
-use lambda_kit::http::{
-    ApiError, Bearer, IdempotencyKeyHeader, JsonBody, PathSegment, no_store,
-};
+use lambda_kit::http::{ApiError, Bearer, IdempotencyKeyHeader, JsonBody, PathSegment, no_store};
 use serde::{Deserialize, Serialize};
 
 /// What the order function needs.
