@@ -13,7 +13,7 @@ use chrono::Utc;
 use domain::events::{Event, EventType};
 use domain::memory::placed_order;
 use domain::ports::{Advanced, IdempotencyKey, NewOrder, OrderStore, Placed, StoreError};
-use domain::{Order, Status, Step, StepDetails, Transition};
+use domain::{Order, OrderId, Status, Step, StepDetails, Transition};
 use support::{Moto, clients_for, free_port, unique};
 
 struct Setup {
@@ -322,9 +322,24 @@ async fn steps_recorded_concurrently_with_a_status_change_all_land_and_first_win
 #[tokio::test]
 async fn the_reader_gives_lambda_shaped_records_in_order_per_order() {
     let s = setup(2).await;
+    // Order ids chosen so that three land on each of the two shards (the
+    // MD5 of the partition key picks the shard): both shards are read
+    // every time, never an empty one by chance.
+    const ON_SHARD_0: [&str; 3] = [
+        "0192f3a0-7c1e-7d00-8a00-000000000103",
+        "0192f3a0-7c1e-7d00-8a00-000000000104",
+        "0192f3a0-7c1e-7d00-8a00-000000000106",
+    ];
+    const ON_SHARD_1: [&str; 3] = [
+        "0192f3a0-7c1e-7d00-8a00-000000000100",
+        "0192f3a0-7c1e-7d00-8a00-000000000101",
+        "0192f3a0-7c1e-7d00-8a00-000000000102",
+    ];
     let mut orders = Vec::new();
-    for _ in 0..6 {
-        let new = new_order(None);
+    for id in ON_SHARD_0.iter().chain(&ON_SHARD_1) {
+        let mut new = new_order(None);
+        new.order.order_id = OrderId::parse(id).unwrap();
+        new.event = Event::new(EventType::OrderPlaced, &new.order, new.event.occurred_at);
         s.store.place(&new).await.unwrap();
         orders.push(new.order);
     }
@@ -341,8 +356,17 @@ async fn the_reader_gives_lambda_shaped_records_in_order_per_order() {
     assert_eq!(shards.len(), 2);
     let mut per_order: HashMap<String, Vec<EventType>> = HashMap::new();
     let mut total = 0;
-    for shard in &shards {
+    for (shard, expected_orders) in shards.iter().zip([ON_SHARD_0, ON_SHARD_1]) {
         let records = reader.read(shard, None, 100).await.unwrap();
+        let on_this_shard: std::collections::BTreeSet<&str> = records
+            .iter()
+            .map(|r| r.kinesis.partition_key.as_str())
+            .collect();
+        assert_eq!(
+            on_this_shard,
+            expected_orders.into_iter().collect(),
+            "{shard}"
+        );
         for record in &records {
             assert_eq!(record.event_source.as_deref(), Some("aws:kinesis"));
             assert_eq!(record.event_name.as_deref(), Some("aws:kinesis:record"));

@@ -133,24 +133,32 @@ fn extra_fields() -> impl Strategy<Value = Map<String, Value>> {
         .prop_map(|m| m.into_iter().collect())
 }
 
-fn products() -> impl Strategy<Value = String> {
-    prop::sample::select(
-        Catalog::default()
-            .products
-            .iter()
-            .map(|p| p.id.clone())
-            .collect::<Vec<_>>(),
-    )
+/// A product of the catalog, by its id as a string or, for a numeric id,
+/// as a JSON number (`"1"` and `1` name the same cake).
+fn products() -> impl Strategy<Value = Value> {
+    let ids: Vec<String> = Catalog::default()
+        .products
+        .iter()
+        .map(|p| p.id.clone())
+        .collect();
+    prop::sample::select(ids).prop_flat_map(|id| {
+        let as_number = id.parse::<u64>().map_or(json!(id.clone()), |n| json!(n));
+        prop_oneof![Just(json!(id)), Just(as_number)]
+    })
 }
 
 /// Every field arbitrary or hostile: mostly refused.
 fn random_order_body() -> impl Strategy<Value = Value> {
-    let products = prop_oneof![products(), "[a-z-]{1,70}"];
+    let products = prop_oneof![
+        products(),
+        "[a-z0-9-]{1,70}".prop_map(Value::String),
+        (0u64..12).prop_map(|n| json!(n)),
+    ];
     (
         field(tricky_text().prop_map(Value::String)),
         field(tricky_text().prop_map(Value::String)),
         field(tricky_email().prop_map(Value::String)),
-        field(products.prop_map(Value::String)),
+        field(products),
         field(tricky_number()),
         extra_fields(),
     )
