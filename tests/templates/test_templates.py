@@ -625,6 +625,8 @@ def test_table_schema(sam):
     assert p["BillingMode"] == "PAY_PER_REQUEST"
     assert p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
     assert p["SSESpecification"]["SSEEnabled"] is True
+    # Idempotency keys expire (the adapter writes expiresAt, epoch seconds).
+    assert p["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
     (gsi,) = p["GlobalSecondaryIndexes"]
     assert gsi["IndexName"] == "by-status"
     assert gsi["KeySchema"] == [

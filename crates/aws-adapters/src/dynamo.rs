@@ -9,7 +9,7 @@
 //! | item | `pk` | other attributes |
 //! |------|------|------------------|
 //! | an order | `order#<orderId>` | `orderId`, `status`, `createdAt` (RFC 3339, UTC, milliseconds), `order` (the order's JSON), `tokenHash`, `version` (N) |
-//! | an idempotency key | `idem#<key>` | `fingerprint`, `orderId` |
+//! | an idempotency key | `idem#<key>` | `fingerprint`, `orderId`, `expiresAt` (N, epoch seconds: the table's TTL attribute, the request's time plus [`IdempotencyKey::WINDOW`]) |
 //!
 //! The global secondary index `by-status` (hash `status`, range `createdAt`,
 //! all attributes) lists orders of one status, oldest first; idempotency
@@ -68,6 +68,9 @@ const CAS_ATTEMPTS: usize = 5;
 
 const ORDER_PREFIX: &str = "order#";
 const KEY_PREFIX: &str = "idem#";
+/// The table's TTL attribute (epoch seconds): idempotency keys expire
+/// [`IdempotencyKey::WINDOW`] after their request.
+pub const EXPIRES_AT: &str = "expiresAt";
 
 /// The order table and the order stream.
 #[derive(Clone, Debug)]
@@ -201,7 +204,11 @@ impl DynamoStore {
 
     /// An idempotency key seen before: the outcome of replaying it, or
     /// `None` if the key is new after all.
-    async fn replay(&self, key: &IdempotencyKey) -> Result<Option<Placed>, StoreError> {
+    async fn replay(
+        &self,
+        key: &IdempotencyKey,
+        requested_at: i64,
+    ) -> Result<Option<Placed>, StoreError> {
         let output = self
             .dynamodb
             .get_item()
@@ -214,6 +221,13 @@ impl DynamoStore {
         let Some(item) = output.item else {
             return Ok(None);
         };
+        let expired = match item.get(EXPIRES_AT) {
+            Some(AttributeValue::N(at)) => at.parse::<i64>().is_ok_and(|at| at <= requested_at),
+            _ => false,
+        };
+        if expired {
+            return Ok(None);
+        }
         if string(&item, "fingerprint")? != key.fingerprint {
             return Ok(Some(Placed::KeyReused));
         }
@@ -285,13 +299,29 @@ impl OrderStore for DynamoStore {
             .dynamodb
             .transact_write_items()
             .transact_items(put_if_absent(&self.table, order_item(&new.order)?)?);
+        let requested_at = new.event.occurred_at.timestamp();
         if let Some(key) = &new.idempotency {
+            // DynamoDB's TTL deletes the key some time after `expiresAt`;
+            // until then the condition treats it as gone already.
+            let window = i64::try_from(IdempotencyKey::WINDOW.as_secs()).unwrap_or(i64::MAX);
             let item = HashMap::from([
                 ("pk".to_owned(), s(format!("{KEY_PREFIX}{}", key.key))),
                 ("fingerprint".to_owned(), s(&key.fingerprint)),
                 ("orderId".to_owned(), s(new.order.order_id.to_string())),
+                (
+                    EXPIRES_AT.to_owned(),
+                    AttributeValue::N(requested_at.saturating_add(window).to_string()),
+                ),
             ]);
-            request = request.transact_items(put_if_absent(&self.table, item)?);
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk) OR #expiresAt <= :now")
+                .expression_attribute_names("#expiresAt", EXPIRES_AT)
+                .expression_attribute_values(":now", AttributeValue::N(requested_at.to_string()))
+                .build()
+                .map_err(|e| StoreError::Failed(format!("building a Put: {e}")))?;
+            request = request.transact_items(TransactWriteItem::builder().put(put).build());
         }
         let error = match request.send().await {
             Ok(_) => {
@@ -306,7 +336,7 @@ impl OrderStore for DynamoStore {
             return Err(store_error("TransactWriteItems", &error));
         };
         if let Some(key) = &new.idempotency {
-            if let Some(outcome) = self.replay(key).await? {
+            if let Some(outcome) = self.replay(key, requested_at).await? {
                 return Ok(outcome);
             }
         }

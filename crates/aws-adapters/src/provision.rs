@@ -11,7 +11,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::client::Waiters as _;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_kinesis::client::Waiters as _;
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -77,6 +77,21 @@ pub async fn create_order_table(clients: &Clients, name: &str) -> Result<(), Sto
         .wait(READY_WITHIN)
         .await
         .map_err(|e| StoreError::Unavailable(format!("table {name} not active: {e}")))?;
+    // Idempotency keys expire (the templates say the same).
+    clients
+        .dynamodb
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name(crate::dynamo::EXPIRES_AT)
+                .enabled(true)
+                .build()
+                .map_err(build_error)?,
+        )
+        .send()
+        .await
+        .map_err(|e| store_error("UpdateTimeToLive", &e))?;
     Ok(())
 }
 

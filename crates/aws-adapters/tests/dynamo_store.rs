@@ -9,6 +9,7 @@ use std::sync::Arc;
 use aws_adapters::provision::{create_order_stream, create_order_table};
 use aws_adapters::{Clients, DynamoStore, KinesisReader};
 use aws_config::retry::RetryConfig;
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
 use domain::events::{Event, EventType};
 use domain::memory::placed_order;
@@ -155,6 +156,81 @@ async fn the_same_key_replays_and_puts_the_event_again_a_different_request_is_re
     assert_eq!(events.len(), 2, "the replay puts the event again");
     assert!(events.iter().all(|e| e.event_id == first.event.event_id));
     assert!(events.iter().all(|e| e.order_id == first.order.order_id));
+}
+
+/// [`new_order`] with a key, requested `later` after now.
+fn new_order_at(key: &str, fingerprint: &str, later: chrono::Duration) -> NewOrder {
+    let mut new = new_order(Some((key, fingerprint)));
+    new.event.occurred_at += later;
+    new
+}
+
+#[tokio::test]
+async fn a_key_expires_with_the_tables_ttl_after_the_window() {
+    let s = setup(1).await;
+    let ttl = s
+        .clients
+        .dynamodb
+        .describe_time_to_live()
+        .table_name(&s.table)
+        .send()
+        .await
+        .unwrap();
+    let ttl = ttl.time_to_live_description().unwrap();
+    assert_eq!(ttl.attribute_name(), Some("expiresAt"));
+
+    let first = new_order(Some(("key-ttl", "fingerprint-a")));
+    s.store.place(&first).await.unwrap();
+    let item = s
+        .clients
+        .dynamodb
+        .get_item()
+        .table_name(&s.table)
+        .key("pk", AttributeValue::S("idem#key-ttl".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let AttributeValue::N(expires_at) = &item["expiresAt"] else {
+        panic!("expiresAt is a number: {item:?}");
+    };
+    let window = IdempotencyKey::WINDOW.as_secs() as i64;
+    assert_eq!(
+        expires_at.parse::<i64>().unwrap(),
+        first.event.occurred_at.timestamp() + window
+    );
+
+    let window = chrono::Duration::from_std(IdempotencyKey::WINDOW).unwrap();
+    let late_retry = new_order_at(
+        "key-ttl",
+        "fingerprint-a",
+        window - chrono::Duration::minutes(1),
+    );
+    assert_eq!(
+        s.store.place(&late_retry).await.unwrap(),
+        Placed::Replayed(first.order.clone())
+    );
+    // Past the window the key is new, even before DynamoDB deletes it.
+    let after = new_order_at(
+        "key-ttl",
+        "fingerprint-b",
+        window + chrono::Duration::minutes(1),
+    );
+    assert_eq!(
+        s.store.place(&after).await.unwrap(),
+        Placed::Created(after.order.clone())
+    );
+    let retry_of_after = new_order_at(
+        "key-ttl",
+        "fingerprint-b",
+        window + chrono::Duration::minutes(2),
+    );
+    assert_eq!(
+        s.store.place(&retry_of_after).await.unwrap(),
+        Placed::Replayed(after.order.clone())
+    );
+    assert_eq!(order_items(&s.clients, &s.table).await, 2);
 }
 
 #[tokio::test]

@@ -26,10 +26,21 @@ pub enum StoreError {
 }
 
 /// An idempotency key and the fingerprint of the request that first used it.
+///
+/// A key is remembered for [`IdempotencyKey::WINDOW`] from the request that
+/// first used it: a retry within the window answers that first order
+/// exactly; after it the key is forgotten (stores drop it) and names a new
+/// order, as payment APIs do. The window is counted from the time of the
+/// request ([`NewOrder::event`]'s `occurred_at`), on every backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey {
     pub key: String,
     pub fingerprint: String,
+}
+
+impl IdempotencyKey {
+    /// How long a key is remembered: 24 hours.
+    pub const WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
 }
 
 /// A new order and the event that announces it.

@@ -38,6 +38,9 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     order_id    TEXT NOT NULL REFERENCES orders (order_id),
     created_at  INTEGER NOT NULL
 );
+-- Keys older than the idempotency window are deleted a few at a time as
+-- new keys arrive; this index finds them.
+CREATE INDEX IF NOT EXISTS idempotency_keys_by_age ON idempotency_keys (created_at);
 
 -- AUTOINCREMENT: a sequence number is never handed out twice, so
 -- checkpoints stay meaningful.

@@ -14,7 +14,8 @@ use domain::auth::TokenHash;
 use domain::events::{Event, EventType};
 use domain::order::TransitionCheck;
 use domain::ports::{
-    AdvanceAndSend, Advanced, MessageOf, NewOrder, OrderStore, Placed, StepReached, StoreError,
+    AdvanceAndSend, Advanced, IdempotencyKey, MessageOf, NewOrder, OrderStore, Placed, StepReached,
+    StoreError,
 };
 use domain::{Order, OrderId, Status, Step, Transition};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -107,9 +108,28 @@ impl OrderStore for SqliteStore {
     async fn place(&self, new: &NewOrder) -> Result<Placed, StoreError> {
         let insert = Insert::of(new)?;
         let key = new.idempotency.clone();
+        // The idempotency window is counted from the request's time.
+        let requested_at = time::micros(new.event.occurred_at);
+        let window = i64::try_from(IdempotencyKey::WINDOW.as_micros()).unwrap_or(i64::MAX);
+        let forgotten_before = requested_at.saturating_sub(window);
         self.db
             .write(move |tx| {
                 if let Some(key) = &key {
+                    // A few expired keys go with each new one, so the table
+                    // holds about one window's worth of keys.
+                    tx.prepare_cached(
+                        "DELETE FROM idempotency_keys WHERE rowid IN (
+                             SELECT rowid FROM idempotency_keys WHERE created_at < ?1 LIMIT 16)",
+                    )
+                    .or_store()?
+                    .execute([forgotten_before])
+                    .or_store()?;
+                    tx.prepare_cached(
+                        "DELETE FROM idempotency_keys WHERE key = ?1 AND created_at < ?2",
+                    )
+                    .or_store()?
+                    .execute(params![key.key, forgotten_before])
+                    .or_store()?;
                     let seen: Option<(String, String)> = tx
                         .prepare_cached(
                             "SELECT fingerprint, order_id FROM idempotency_keys WHERE key = ?1",
@@ -151,7 +171,7 @@ impl OrderStore for SqliteStore {
                         key.key,
                         key.fingerprint,
                         insert.order_id,
-                        time::now()
+                        requested_at
                     ])
                     .or_store()?;
                 }

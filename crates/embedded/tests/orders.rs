@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use common::*;
 use domain::auth::TokenHash;
 use domain::events::EventType;
-use domain::ports::{Advanced, OrderStore, Placed, StoreError};
+use domain::ports::{Advanced, IdempotencyKey, OrderStore, Placed, StoreError};
 use domain::{Status, Step};
 use embedded::{Database, Options};
 
@@ -52,6 +52,66 @@ async fn a_replayed_key_returns_the_stored_order_and_puts_nothing_new() {
     assert_eq!(store.place(&other).await.unwrap(), Placed::KeyReused);
     assert_eq!(db.count_orders().await.unwrap(), 1);
     assert_eq!(events(&db).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_key_is_remembered_for_the_window_and_forgotten_after_it() {
+    let (_dir, db) = fresh();
+    let store = db.store();
+    let window = chrono::Duration::from_std(IdempotencyKey::WINDOW).unwrap();
+    let first = new_order_with_key("key-1", "fp-a");
+    store.place(&first).await.unwrap();
+    // A minute before the window ends: the same order, exactly.
+    let late_retry = new_order_with_key_at("key-1", "fp-a", window - chrono::Duration::minutes(1));
+    assert_eq!(
+        store.place(&late_retry).await.unwrap(),
+        Placed::Replayed(first.order.clone())
+    );
+    // After the window the key names a new order, even with another body.
+    let after = new_order_with_key_at("key-1", "fp-b", window + chrono::Duration::minutes(1));
+    assert_eq!(
+        store.place(&after).await.unwrap(),
+        Placed::Created(after.order.clone())
+    );
+    assert_eq!(db.count_orders().await.unwrap(), 2);
+    // And that new order is what the key answers from then on.
+    let retry_of_after =
+        new_order_with_key_at("key-1", "fp-b", window + chrono::Duration::minutes(2));
+    assert_eq!(
+        store.place(&retry_of_after).await.unwrap(),
+        Placed::Replayed(after.order.clone())
+    );
+}
+
+#[tokio::test]
+async fn expired_keys_are_deleted_as_new_keys_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let store = db.store();
+    for n in 0..40 {
+        store
+            .place(&new_order_with_key(&format!("old-{n}"), "fp"))
+            .await
+            .unwrap();
+    }
+    let window = chrono::Duration::from_std(IdempotencyKey::WINDOW).unwrap();
+    let next_day = window + chrono::Duration::hours(1);
+    for n in 0..3 {
+        store
+            .place(&new_order_with_key_at(&format!("new-{n}"), "fp", next_day))
+            .await
+            .unwrap();
+    }
+    db.settled().await.unwrap();
+    let keys: i64 = rusqlite::Connection::open(dir.path().join("bakery.sqlite3"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM idempotency_keys", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    // 16 expired keys go with each new one: all 40 gone after three.
+    assert_eq!(keys, 3);
+    assert_eq!(db.count_orders().await.unwrap(), 43, "orders are kept");
 }
 
 #[tokio::test]

@@ -42,6 +42,13 @@ pub fn new_order_with_key(key: &str, fingerprint: &str) -> NewOrder {
     }
 }
 
+/// [`new_order_with_key`], requested `later` after now.
+pub fn new_order_with_key_at(key: &str, fingerprint: &str, later: chrono::Duration) -> NewOrder {
+    let mut new = new_order_with_key(key, fingerprint);
+    new.event.occurred_at += later;
+    new
+}
+
 /// A queue's depth as (visible, in flight), once every write is settled.
 pub async fn depth(db: &Database, queue: &str) -> (u64, u64) {
     db.settled().await.unwrap();
