@@ -481,6 +481,68 @@ async fn aws_ses_failing_dead_letters_baker_emails_and_redrive_sends_each_once()
 // The delivery partner down.
 
 #[tokio::test]
+async fn aws_ses_send_rate_paces_a_backlog_and_spends_no_tries() {
+    const ORDERS: usize = 60;
+    let rig = Rig::start().await;
+    // One try per record: a send that failed on throttling would be
+    // dead-lettered at once, so none may. The bakery is told the account's
+    // send rate, 5 a second.
+    let mut bakery = rig
+        .bakery(&["--max-tries", "1", "--aws-ses-max-send-rate", "5"])
+        .await;
+    // A backlog, as after an outage: the bakery is down while orders reach
+    // the table and the stream (written straight to the emulator).
+    bakery.kill9().await;
+    let name = format!("{}-orders", rig.prefix);
+    let store = aws_adapters::DynamoStore::new(&rig.clients, &name, &name);
+    let mut placed = Vec::new();
+    for _ in 0..ORDERS {
+        let order = domain::memory::placed_order();
+        let at = order.timeline[0].at;
+        let new = domain::ports::NewOrder {
+            event: domain::events::Event::new(domain::events::EventType::OrderPlaced, &order, at),
+            idempotency: None,
+            order,
+        };
+        domain::ports::OrderStore::place(&store, &new)
+            .await
+            .unwrap();
+        placed.push(new.order.order_id.to_string());
+    }
+    // SES takes 5 emails a second and answers the rest 429
+    // TooManyRequestsException. Unpaced, the consumer's 32 concurrent sends
+    // would be throttled far past the SDK's own three attempts.
+    rig.proxy.throttle(SES_SEND_EMAIL, 5);
+    let started = Instant::now();
+    bakery.restart().await;
+    let emails = eventually("a baker email for every order", LIMIT * 2, || async {
+        let emails = rig.baker_emails().await;
+        (emails.len() >= ORDERS).then_some(emails)
+    })
+    .await;
+    let drained = started.elapsed();
+    for id in &placed {
+        assert_eq!(emails.get(id), Some(&1), "one email for {id}");
+    }
+    assert_eq!(emails.len(), ORDERS, "no email for anything else");
+    let ses = rig.proxy.counts(SES_SEND_EMAIL);
+    assert_eq!(
+        ses.forwarded, ORDERS,
+        "each email reached SES once: {ses:?}"
+    );
+    assert!(
+        rig.dead_letters().await.is_empty(),
+        "throttling dead-letters nothing"
+    );
+    assert_eq!(rig.visible_messages("stream-failures").await, 0);
+    eprintln!(
+        "aws ses send rate: a backlog of {ORDERS} orders drained in {drained:.1?} at SES's 5/s; \
+         SendEmail forwarded {}, throttled {}; 0 dead letters",
+        ses.forwarded, ses.failed
+    );
+}
+
+#[tokio::test]
 async fn aws_partner_down_dead_letters_to_the_delivery_dlq_and_redrive_delivers_once() {
     const MAX_TRIES: usize = 3;
     let started = Instant::now();

@@ -9,7 +9,9 @@
 //! speaks JSON with a target header), and by method and path for the REST
 //! protocols (SESv2 `SendEmail` is `POST /v2/email/outbound-emails`).
 //! The proxy counts, per operation, the requests it forwarded and the ones
-//! it failed.
+//! it failed. It can also play a rate limit: past a number of requests a
+//! second, an operation answers `429 TooManyRequestsException`, as SES does
+//! above an account's send rate.
 //!
 //! It also lets one DynamoDB request through at a time. DynamoDB applies a
 //! conditional write to an item atomically; the emulator checks the
@@ -59,6 +61,9 @@ struct ProxyState {
     counts: Mutex<HashMap<String, Counts>>,
     /// Held by the DynamoDB request being answered.
     dynamodb_turn: tokio::sync::Mutex<()>,
+    /// Rate-limited operations: requests allowed a second, and the current
+    /// one-second window (its start and how many it let through).
+    throttled: Mutex<HashMap<String, (usize, std::time::Instant, usize)>>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -81,6 +86,7 @@ impl FaultProxy {
             failing: Mutex::default(),
             counts: Mutex::default(),
             dynamodb_turn: tokio::sync::Mutex::new(()),
+            throttled: Mutex::default(),
         });
         let app = axum::Router::new()
             .fallback(forward)
@@ -101,6 +107,15 @@ impl FaultProxy {
             .lock()
             .unwrap()
             .insert(operation.to_string(), status);
+    }
+
+    /// From now on `operation` lets `per_second` requests through in each
+    /// second and answers the rest `429 TooManyRequestsException`.
+    pub fn throttle(&self, operation: &str, per_second: usize) {
+        self.state.throttled.lock().unwrap().insert(
+            operation.to_string(),
+            (per_second, std::time::Instant::now(), 0),
+        );
     }
 
     /// `operation` reaches the endpoint again.
@@ -136,13 +151,14 @@ fn operation_of(request: &Request) -> String {
     }
 }
 
-/// The error an AWS service answers when it is failing: JSON protocols
-/// name the error in `__type`, REST JSON in `x-amzn-ErrorType`.
+/// The error an AWS service answers when it is failing or throttling:
+/// JSON protocols name the error in `__type`, REST JSON in
+/// `x-amzn-ErrorType`.
 fn aws_error(request_headers: &HeaderMap, status: u16) -> Response {
-    let code = if status == 503 {
-        "ServiceUnavailable"
-    } else {
-        "InternalFailure"
+    let code = match status {
+        503 => "ServiceUnavailable",
+        429 => "TooManyRequestsException",
+        _ => "InternalFailure",
     };
     let message = "fault injected by the test";
     let json_protocol = request_headers.get("x-amz-target").is_some();
@@ -168,7 +184,23 @@ fn aws_error(request_headers: &HeaderMap, status: u16) -> Response {
 
 async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Response {
     let operation = operation_of(&request);
-    let failing = state.failing.lock().unwrap().get(&operation).copied();
+    let over_the_rate = state
+        .throttled
+        .lock()
+        .unwrap()
+        .get_mut(&operation)
+        .is_some_and(|(per_second, window, let_through)| {
+            if window.elapsed() >= std::time::Duration::from_secs(1) {
+                *window = std::time::Instant::now();
+                *let_through = 0;
+            }
+            *let_through += 1;
+            *let_through > *per_second
+        });
+    let failing = match over_the_rate {
+        true => Some(429),
+        false => state.failing.lock().unwrap().get(&operation).copied(),
+    };
     {
         let mut counts = state.counts.lock().unwrap();
         let counts = counts.entry(operation.clone()).or_default();

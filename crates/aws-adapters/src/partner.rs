@@ -13,12 +13,17 @@ use crate::{Clients, SesMailer, env};
 
 pub enum PartnerConfig {
     Webhook(WebhookNotifier),
-    Email { to: String, from: String },
+    /// Email through SES from `from`, at most `max_send_rate` a second.
+    Email {
+        to: String,
+        from: String,
+        max_send_rate: std::num::NonZeroU32,
+    },
 }
 
 impl PartnerConfig {
     /// Reads `webhook_var` (with `WEBHOOK_SECRET`), or else `email_var`
-    /// (with `MAIL_FROM`).
+    /// (with `MAIL_FROM` and the optional `SES_MAX_SEND_RATE`).
     pub fn from_env(webhook_var: &str, email_var: &str) -> Result<PartnerConfig, String> {
         match env::optional(webhook_var) {
             Some(url) => {
@@ -32,6 +37,7 @@ impl PartnerConfig {
                 to: env::required(email_var)
                     .map_err(|_| format!("set {webhook_var} or {email_var}"))?,
                 from: env::required("MAIL_FROM").map_err(|e| e.to_string())?,
+                max_send_rate: crate::ses::max_send_rate_from_env()?,
             }),
         }
     }
@@ -39,8 +45,12 @@ impl PartnerConfig {
     pub fn build(self, clients: &Clients) -> Arc<dyn PartnerNotifier> {
         match self {
             PartnerConfig::Webhook(webhook) => Arc::new(webhook),
-            PartnerConfig::Email { to, from } => Arc::new(EmailPartner::new(
-                Arc::new(SesMailer::new(clients, from)),
+            PartnerConfig::Email {
+                to,
+                from,
+                max_send_rate,
+            } => Arc::new(EmailPartner::new(
+                Arc::new(SesMailer::with_max_send_rate(clients, from, max_send_rate)),
                 to,
             )),
         }

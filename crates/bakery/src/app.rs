@@ -383,7 +383,11 @@ impl Parts {
             operations: Arc::new(operations),
             to_delivery: Arc::new(to_delivery),
             to_feedback: Arc::new(to_feedback),
-            mailer: Arc::new(SesMailer::new(clients, config.mail_from.clone())),
+            mailer: Arc::new(SesMailer::with_max_send_rate(
+                clients,
+                config.mail_from.clone(),
+                config.aws.aws_ses_max_send_rate,
+            )),
             sources: Sources::Aws {
                 resources: Box::new(resources),
                 poll: Duration::from_millis(config.aws.aws_poll_ms),

@@ -205,6 +205,17 @@ pub struct AwsConfig {
     #[arg(long, env = "BAKERY_AWS_POLL_MS", default_value_t = 200, global = true)]
     pub aws_poll_ms: u64,
 
+    /// The most emails a second sent through SES (the account's send rate:
+    /// 1 in the sandbox, about 14 on a new production account); a backlog
+    /// goes out at this pace, and throttled sends wait instead of failing.
+    #[arg(
+        long,
+        env = "BAKERY_AWS_SES_MAX_SEND_RATE",
+        default_value_t = aws_adapters::ses::DEFAULT_MAX_SEND_RATE,
+        global = true
+    )]
+    pub aws_ses_max_send_rate: std::num::NonZeroU32,
+
     /// A deployed stack's resources, which CloudFormation names itself:
     /// each one given here is used instead of its `<prefix>-…` name. The
     /// stack's outputs of the same names hold them (docs/deploy.md).
