@@ -27,6 +27,27 @@ pub struct Moto {
     pub endpoint: String,
 }
 
+/// Starts moto's server with its DynamoDB requests answered one at a time.
+///
+/// DynamoDB applies a conditional write to an item atomically; the emulator
+/// checks the condition and then applies the write as separate steps, on
+/// one thread per request with no lock between them, so on a busy machine
+/// two compare-and-sets on the same version can both succeed. One request
+/// at a time, a lost race in a test is the bakery's doing, never the
+/// emulator's. (The tests' fault proxy does the same in front of it.)
+const ONE_DYNAMODB_REQUEST_AT_A_TIME: &str = "\
+import threading
+from moto.dynamodb.responses import DynamoHandler
+from moto.server import main
+_turn = threading.Lock()
+_answer = DynamoHandler.call_action
+def _one_at_a_time(self):
+    with _turn:
+        return _answer(self)
+DynamoHandler.call_action = _one_at_a_time
+main()
+";
+
 impl Moto {
     /// Starts a moto server on a free loopback port and waits until it
     /// answers.
@@ -38,8 +59,10 @@ impl Moto {
             "{} is missing: run scripts/test.sh, which installs it",
             binary.display()
         );
+        let python = workspace.join(".venv/bin/python");
         let port = free_port();
-        let child = Command::new(&binary)
+        let child = Command::new(&python)
+            .args(["-c", ONE_DYNAMODB_REQUEST_AT_A_TIME])
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
