@@ -481,6 +481,38 @@ async fn aws_ses_failing_dead_letters_baker_emails_and_redrive_sends_each_once()
 // The delivery partner down.
 
 #[tokio::test]
+async fn aws_ses_refusing_an_email_dead_letters_it_at_once_and_redrive_sends_it() {
+    let rig = Rig::start().await;
+    let bakery = rig.bakery(&["--max-tries", "5"]).await;
+    // SES refuses the message (400 MessageRejected): sending it again
+    // would be refused again.
+    rig.proxy.fail(SES_SEND_EMAIL, 400);
+    let id = id_of(&bakery.order("Ada").await);
+    let letters = rig.wait_for_dead_letters(1).await;
+    let letter = &letters[0];
+    // The note has the on-failure destination's shape; its reason says
+    // the failure was permanent.
+    let reason = letter["reason"].as_str().unwrap();
+    assert!(reason.contains("permanent: mail rejected"), "{letter}");
+    assert!(reason.contains("MessageRejected"), "{letter}");
+    assert_eq!(
+        letter["attempts"], 1,
+        "dead-lettered on its first try: {letter}"
+    );
+    assert_eq!(
+        rig.proxy.counts(SES_SEND_EMAIL).failed,
+        1,
+        "one SendEmail: neither the SDK nor the consumer tried again"
+    );
+    // Once the cause is fixed, the operator redrives it: one email.
+    rig.proxy.heal(SES_SEND_EMAIL);
+    let (ok, said) = rig.dlq(&["redrive", "--all"]).await;
+    assert!(ok && said.contains("redrove 1 dead letter"), "{said}");
+    wait_for(&bakery, &id, "baker_notified", LIMIT).await;
+    assert_eq!(rig.baker_emails().await.get(&id), Some(&1));
+}
+
+#[tokio::test]
 async fn aws_ses_send_rate_paces_a_backlog_and_spends_no_tries() {
     const ORDERS: usize = 60;
     let rig = Rig::start().await;

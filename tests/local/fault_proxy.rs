@@ -95,12 +95,13 @@ impl FaultProxy {
         FaultProxy { url, state }
     }
 
-    /// From now on `operation` answers `status` (500 or 503) without
-    /// reaching the endpoint.
+    /// From now on `operation` answers `status` without reaching the
+    /// endpoint: 500 or 503 (a failing service), or 400 (a refusal, as SES's
+    /// `MessageRejected`).
     pub fn fail(&self, operation: &str, status: u16) {
         assert!(
-            status == 500 || status == 503,
-            "AWS-style server errors only"
+            matches!(status, 400 | 500 | 503),
+            "AWS-style server errors and refusals only"
         );
         self.state
             .failing
@@ -158,6 +159,7 @@ fn aws_error(request_headers: &HeaderMap, status: u16) -> Response {
     let code = match status {
         503 => "ServiceUnavailable",
         429 => "TooManyRequestsException",
+        400 => "MessageRejected",
         _ => "InternalFailure",
     };
     let message = "fault injected by the test";

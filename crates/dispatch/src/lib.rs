@@ -14,7 +14,7 @@ use chrono::Utc;
 use domain::events::{DeliveryRequest, Event, EventType};
 use domain::ports::{AdvanceAndSend, Advanced, QueueMessage};
 use domain::{Order, Status, Step, StepDetails, Transition};
-use lambda_kit::batch::{BatchReport, for_each_event};
+use lambda_kit::batch::{BatchReport, StepError, for_each_event};
 
 #[derive(Clone)]
 pub struct Deps {
@@ -27,7 +27,7 @@ pub async fn handle(deps: &Deps, batch: KinesisEvent) -> BatchReport {
     for_each_event(batch, |event| dispatch(deps, event)).await
 }
 
-async fn dispatch(deps: &Deps, event: Event) -> Result<(), String> {
+async fn dispatch(deps: &Deps, event: Event) -> Result<(), StepError> {
     if event.event_type != EventType::OrderFulfilled {
         return Ok(());
     }
@@ -40,18 +40,19 @@ async fn dispatch(deps: &Deps, event: Event) -> Result<(), String> {
     match deps
         .to_delivery
         .advance_and_send(&transition, delivery_request)
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
     {
         Advanced::Moved(order) | Advanced::AlreadyDone(order) => {
             tracing::info!(order_id = %order.order_id, "out for delivery");
             Ok(())
         }
-        Advanced::OutOfOrder(order) => Err(format!(
+        // The order may still catch up (a record read before its write
+        // settled): worth another try.
+        Advanced::OutOfOrder(order) => Err(StepError::Transient(format!(
             "order is {} but a fulfilled event arrived",
             order.status
-        )),
-        Advanced::NotFound => Err("order not found".into()),
+        ))),
+        Advanced::NotFound => Err(StepError::Transient("order not found".into())),
     }
 }
 
@@ -149,7 +150,8 @@ mod tests {
         let placed = Event::new(EventType::OrderPlaced, &placed_order(), Utc::now());
         let report = handle(&deps, batch(&[ghost, placed])).await;
         assert_eq!(report.failures.len(), 1);
-        assert_eq!(report.failures[0].reason, "order not found");
+        assert_eq!(report.failures[0].reason, "transient: order not found");
+        assert!(!report.failures[0].permanent, "the order may yet arrive");
         assert_eq!(store.order_count(), 0);
         assert!(queue.sent.lock().unwrap().is_empty());
     }

@@ -10,6 +10,14 @@
 //! sequence order; once one fails, the later records of that order are
 //! reported failed too, so an order's events never overtake each other.
 //! Different orders run concurrently.
+//!
+//! A step says why it failed with a [`StepError`]: transient (busy,
+//! unreachable: try again later) or permanent (refused for good: an email
+//! SES will not send, a partner that refuses the call, an item the step
+//! cannot read). The kind travels with the failure ([`ItemFailure`]) to
+//! whoever retries: the local runner retries transient failures with
+//! backoff and dead-letters permanent ones at once, and every reason starts
+//! with its kind, so a dead letter says which it was.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -18,18 +26,81 @@ use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use domain::events::Event;
+use domain::ports::{MailError, NotifyError, QueueError, StoreError};
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
 /// How many orders a consumer works on at once within one batch.
 pub const CONCURRENCY: usize = 32;
 
+/// Why a step failed, and whether trying again can help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepError {
+    /// Busy or unreachable now: tried again after a backoff, up to the
+    /// consumer's limit of tries.
+    Transient(String),
+    /// Can never succeed as it is: dead-lettered at once with the reason,
+    /// for an operator to look at (and redrive once it can succeed).
+    Permanent(String),
+}
+
+impl StepError {
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, StepError::Permanent(_))
+    }
+}
+
+/// `permanent: <why>` or `transient: <why>`: the reason as a dead letter
+/// keeps it.
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepError::Transient(why) => write!(f, "transient: {why}"),
+            StepError::Permanent(why) => write!(f, "permanent: {why}"),
+        }
+    }
+}
+
+/// The store is ours: whatever went wrong there is worth another try.
+impl From<StoreError> for StepError {
+    fn from(error: StoreError) -> Self {
+        StepError::Transient(error.to_string())
+    }
+}
+
+impl From<QueueError> for StepError {
+    fn from(error: QueueError) -> Self {
+        StepError::Transient(error.to_string())
+    }
+}
+
+impl From<MailError> for StepError {
+    fn from(error: MailError) -> Self {
+        match error {
+            MailError::Unavailable(_) => StepError::Transient(error.to_string()),
+            MailError::Rejected(_) => StepError::Permanent(error.to_string()),
+        }
+    }
+}
+
+impl From<NotifyError> for StepError {
+    fn from(error: NotifyError) -> Self {
+        match error {
+            NotifyError::Unavailable(_) => StepError::Transient(error.to_string()),
+            NotifyError::Rejected(_) => StepError::Permanent(error.to_string()),
+        }
+    }
+}
+
 /// One item that failed and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ItemFailure {
     /// The Kinesis sequence number or the SQS message id.
     pub item_identifier: String,
+    /// Starts with `permanent:` or `transient:`.
     pub reason: String,
+    /// Trying again cannot help: dead-letter it now.
+    pub permanent: bool,
 }
 
 /// What a consumer reports for a batch.
@@ -55,11 +126,13 @@ impl BatchReport {
         response
     }
 
-    fn fail(&mut self, item_identifier: String, reason: String) {
+    fn fail(&mut self, item_identifier: String, error: StepError) {
+        let reason = error.to_string();
         tracing::warn!(item = %item_identifier, %reason, "batch item failed");
         self.failures.push(ItemFailure {
             item_identifier,
             reason,
+            permanent: error.is_permanent(),
         });
     }
 }
@@ -68,15 +141,15 @@ impl BatchReport {
 pub async fn for_each_event<F, Fut>(batch: KinesisEvent, step: F) -> BatchReport
 where
     F: Fn(Event) -> Fut,
-    Fut: Future<Output = Result<(), String>>,
+    Fut: Future<Output = Result<(), StepError>>,
 {
     // Group by partition key, keeping each order's records in sequence order.
-    let mut groups: Vec<Vec<(String, Result<Event, String>)>> = Vec::new();
+    let mut groups: Vec<Vec<(String, Result<Event, StepError>)>> = Vec::new();
     let mut group_of_key: HashMap<String, usize> = HashMap::new();
     for record in batch.records {
         let sequence = record.kinesis.sequence_number.clone();
         let decoded = Event::from_json(&record.kinesis.data)
-            .map_err(|e| format!("record is not an order event: {e}"));
+            .map_err(|e| StepError::Permanent(format!("record is not an order event: {e}")));
         let index = *group_of_key
             .entry(record.kinesis.partition_key.clone())
             .or_insert_with(|| {
@@ -87,13 +160,14 @@ where
     }
 
     let step = &step;
-    let failures: Vec<Vec<(String, String)>> = futures::stream::iter(groups)
+    let failures: Vec<Vec<(String, StepError)>> = futures::stream::iter(groups)
         .map(|group| async move {
             let mut failed = Vec::new();
             let mut earlier_failed = false;
             for (sequence, decoded) in group {
                 if earlier_failed {
-                    failed.push((sequence, "an earlier record of this order failed".into()));
+                    let why = "an earlier record of this order failed".to_owned();
+                    failed.push((sequence, StepError::Transient(why)));
                     continue;
                 }
                 let outcome = match decoded {
@@ -119,7 +193,7 @@ where
 }
 
 /// A message's id, and how its step went.
-type MessageOutcome = (Option<String>, Result<(), String>);
+type MessageOutcome = (Option<String>, Result<(), StepError>);
 
 /// Runs `step` on every message of an SQS batch, decoded from JSON as `T`.
 ///
@@ -132,7 +206,7 @@ pub async fn for_each_message<T, F, Fut>(batch: SqsEvent, step: F) -> BatchRepor
 where
     T: DeserializeOwned,
     F: Fn(T) -> Fut,
-    Fut: Future<Output = Result<(), String>>,
+    Fut: Future<Output = Result<(), StepError>>,
 {
     let mut copies: Vec<Vec<SqsMessage>> = Vec::new();
     let mut group_of_body: HashMap<String, usize> = HashMap::new();
@@ -151,7 +225,9 @@ where
             let mut outcomes = Vec::with_capacity(group.len());
             for message in group {
                 let decoded = serde_json::from_str::<T>(message.body.as_deref().unwrap_or(""))
-                    .map_err(|e| format!("message is not the expected JSON: {e}"));
+                    .map_err(|e| {
+                        StepError::Permanent(format!("message is not the expected JSON: {e}"))
+                    });
                 let outcome = match decoded {
                     Ok(body) => step(body).await,
                     Err(why) => Err(why),
@@ -225,7 +301,7 @@ mod tests {
             async move {
                 seen.lock().unwrap().push(event.order_id.0.as_u128());
                 if event.order_id.0.as_u128() == 1 {
-                    Err("oven on fire".to_string())
+                    Err(StepError::Transient("oven on fire".to_string()))
                 } else {
                     Ok(())
                 }
@@ -238,12 +314,27 @@ mod tests {
             .map(|f| (f.item_identifier.clone(), f.reason.clone()))
             .collect();
         failed.sort();
-        assert_eq!(failed[0], ("1".into(), "oven on fire".into()));
+        assert_eq!(failed[0], ("1".into(), "transient: oven on fire".into()));
         assert_eq!(failed[1].0, "3");
-        assert!(failed[1].1.contains("earlier record"));
+        assert!(failed[1].1.starts_with("transient: an earlier record"));
         assert_eq!(failed[2].0, "4");
-        assert!(failed[2].1.contains("not an order event"));
+        assert!(
+            failed[2]
+                .1
+                .starts_with("permanent: record is not an order event")
+        );
         assert_eq!(failed.len(), 3);
+        let permanent: Vec<&str> = report
+            .failures
+            .iter()
+            .filter(|f| f.permanent)
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(
+            permanent,
+            ["4"],
+            "only the unreadable record cannot succeed"
+        );
         // Order 1's second record never ran: its first one failed.
         let mut seen = seen.into_inner().unwrap();
         seen.sort();
@@ -274,7 +365,9 @@ mod tests {
         let batch = sqs(&[("m1", r#"{"n":1}"#), ("m2", r#"{"n":2}"#), ("m3", "nope")]);
         let report = for_each_message(batch, |body: Body| async move {
             if body.n == 2 {
-                Err("partner down".to_string())
+                Err(StepError::from(NotifyError::Unavailable(
+                    "partner down".into(),
+                )))
             } else {
                 Ok(())
             }
@@ -287,9 +380,39 @@ mod tests {
             .collect();
         ids.sort();
         assert_eq!(ids, vec!["m2", "m3"]);
+        for failure in &report.failures {
+            assert_eq!(
+                failure.permanent,
+                failure.item_identifier == "m3",
+                "{failure:?}"
+            );
+        }
         let json = serde_json::to_value(report.sqs_response()).unwrap();
         assert_eq!(json["batchItemFailures"].as_array().unwrap().len(), 2);
         assert!(json["batchItemFailures"][0]["itemIdentifier"].is_string());
+    }
+
+    #[test]
+    fn refusals_are_permanent_and_unavailability_transient() {
+        let permanent = [
+            StepError::from(MailError::Rejected("address not verified".into())),
+            StepError::from(NotifyError::Rejected("HTTP 400".into())),
+        ];
+        let transient = [
+            StepError::from(MailError::Unavailable("throttled".into())),
+            StepError::from(NotifyError::Unavailable("HTTP 503".into())),
+            StepError::from(StoreError::Unavailable("locked".into())),
+            StepError::from(StoreError::Failed("corrupt".into())),
+            StepError::from(QueueError::Unavailable("down".into())),
+        ];
+        for error in permanent {
+            assert!(error.is_permanent());
+            assert!(error.to_string().starts_with("permanent: "), "{error}");
+        }
+        for error in transient {
+            assert!(!error.is_permanent());
+            assert!(error.to_string().starts_with("transient: "), "{error}");
+        }
     }
 
     #[tokio::test]

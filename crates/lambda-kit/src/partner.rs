@@ -7,6 +7,8 @@
 
 use chrono::Utc;
 use domain::events::PartnerMessage;
+
+use crate::batch::StepError;
 use domain::ports::{OrderStore, PartnerNotifier};
 use domain::{OrderId, Step};
 
@@ -16,16 +18,13 @@ pub async fn notify_once(
     order_id: OrderId,
     step: Step,
     message: &PartnerMessage,
-) -> Result<(), String> {
-    let stored = store.get(order_id).await.map_err(|e| e.to_string())?;
+) -> Result<(), StepError> {
+    let stored = store.get(order_id).await?;
     if stored.as_ref().is_some_and(|order| order.reached(step)) {
         return Ok(());
     }
-    partner.notify(message).await.map_err(|e| e.to_string())?;
-    store
-        .record_step(order_id, step, Utc::now())
-        .await
-        .map_err(|e| e.to_string())?;
+    partner.notify(message).await?;
+    store.record_step(order_id, step, Utc::now()).await?;
     tracing::info!(%order_id, step = step.as_str(), "partner notified");
     Ok(())
 }

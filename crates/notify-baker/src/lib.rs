@@ -13,7 +13,7 @@ use chrono::Utc;
 use domain::events::{Email, Event, EventType};
 use domain::ports::{Mailer, OrderStore};
 use domain::{Order, Step};
-use lambda_kit::batch::{BatchReport, for_each_event};
+use lambda_kit::batch::{BatchReport, StepError, for_each_event};
 
 #[derive(Clone)]
 pub struct Deps {
@@ -30,15 +30,11 @@ pub async fn handle(deps: &Deps, batch: KinesisEvent) -> BatchReport {
     for_each_event(batch, |event| notify_baker(deps, event)).await
 }
 
-async fn notify_baker(deps: &Deps, event: Event) -> Result<(), String> {
+async fn notify_baker(deps: &Deps, event: Event) -> Result<(), StepError> {
     if event.event_type != EventType::OrderPlaced {
         return Ok(());
     }
-    let stored = deps
-        .store
-        .get(event.order_id)
-        .await
-        .map_err(|e| e.to_string())?;
+    let stored = deps.store.get(event.order_id).await?;
     if stored
         .as_ref()
         .is_some_and(|o| o.reached(Step::BakerNotified))
@@ -54,11 +50,12 @@ async fn notify_baker(deps: &Deps, event: Event) -> Result<(), String> {
         ),
         text: baker_email_text(&event.order, &deps.api_url),
     };
-    deps.mailer.send(&email).await.map_err(|e| e.to_string())?;
+    // A refused email (say, an unverified address) is permanent: it is
+    // dead-lettered at once instead of being sent again and again.
+    deps.mailer.send(&email).await?;
     deps.store
         .record_step(event.order_id, Step::BakerNotified, Utc::now())
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     tracing::info!(order_id = %event.order_id, "baker notified");
     Ok(())
 }

@@ -21,6 +21,14 @@
 //! - Queues: a received message is hidden for the visibility timeout; a
 //!   failed one comes back after a backoff, and after `max_tries` receives
 //!   it moves to the dead letters.
+//! - A failure the step calls permanent (an email SES refuses, a partner
+//!   that refuses the call, an item that cannot be read) goes to the dead
+//!   letters at once: trying again would spend tries and time on something
+//!   that cannot succeed. Its reason starts with `permanent:`, a retried
+//!   one's with `transient:`. That holds for stream records on both
+//!   backends and for queue messages on the embedded one; an SQS queue
+//!   moves a message to its dead-letter queue only by its redrive policy,
+//!   after `max_tries` receives.
 //!
 //! On shutdown a consumer finishes the batch in hand and stops; nothing
 //! acknowledged is lost, because only finished work is checkpointed or
@@ -38,7 +46,7 @@ use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use domain::ports::StoreError;
 use futures::future::BoxFuture;
-use lambda_kit::batch::BatchReport;
+use lambda_kit::batch::{BatchReport, ItemFailure};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Tuning;
@@ -116,9 +124,10 @@ fn report_of(
     joined.unwrap_or_else(|error| BatchReport {
         failures: records
             .iter()
-            .map(|record| lambda_kit::batch::ItemFailure {
+            .map(|record| ItemFailure {
                 item_identifier: record.kinesis.sequence_number.clone(),
-                reason: format!("the handler failed: {error}"),
+                reason: format!("transient: the handler failed: {error}"),
+                permanent: false,
             })
             .collect(),
     })
@@ -224,14 +233,14 @@ async fn settle_stream_batch(
     tuning: &Tuning,
     stop: &CancellationToken,
 ) -> Result<(), StoreError> {
-    let reasons: HashMap<&str, &str> = report
+    let failures: HashMap<&str, &ItemFailure> = report
         .failures
         .iter()
-        .map(|f| (f.item_identifier.as_str(), f.reason.as_str()))
+        .map(|f| (f.item_identifier.as_str(), f))
         .collect();
     let first_failed = records
         .iter()
-        .position(|r| reasons.contains_key(r.kinesis.sequence_number.as_str()));
+        .position(|r| failures.contains_key(r.kinesis.sequence_number.as_str()));
     let Some(failed_at) = first_failed else {
         if let Some(last) = records.last() {
             source.checkpoint(last).await?;
@@ -243,9 +252,12 @@ async fn settle_stream_batch(
     }
     let failed = &records[failed_at];
     let sequence = failed.kinesis.sequence_number.as_str();
-    let reason = reasons.get(sequence).copied().unwrap_or("failed");
+    let failure = failures.get(sequence);
+    let reason = failure.map_or("transient: failed", |f| f.reason.as_str());
+    let permanent = failure.is_some_and(|f| f.permanent);
     let attempts = source.record_failure(failed, reason).await?;
-    if attempts >= tuning.max_tries {
+    // A permanent failure would fail again: no point spending tries on it.
+    if permanent || attempts >= tuning.max_tries {
         tracing::error!(
             consumer,
             sequence,
@@ -295,21 +307,32 @@ async fn settle_queue_batch(
     report: &BatchReport,
     tuning: &Tuning,
 ) {
-    let reasons: HashMap<&str, &str> = report
+    let failures: HashMap<&str, &ItemFailure> = report
         .failures
         .iter()
-        .map(|f| (f.item_identifier.as_str(), f.reason.as_str()))
+        .map(|f| (f.item_identifier.as_str(), f))
         .collect();
-    let reasons = &reasons;
+    let failures = &failures;
     // Concurrently, so the database commits them together.
     let settled = messages.iter().map(|message| async move {
         let id = message.message_id.as_deref().unwrap_or("");
-        let outcome = match reasons.get(id) {
+        let outcome = match failures.get(id) {
             None => source.done(message).await.map(|()| false),
-            Some(reason) => {
+            Some(failure) => {
                 let tries = receive_count(message);
+                // A permanent failure is dead-lettered on this receive.
+                let max_tries = if failure.permanent {
+                    tries
+                } else {
+                    tuning.max_tries
+                };
                 source
-                    .failed(message, reason, tuning.max_tries, tuning.retry_delay(tries))
+                    .failed(
+                        message,
+                        &failure.reason,
+                        max_tries,
+                        tuning.retry_delay(tries),
+                    )
                     .await
             }
         };
@@ -318,7 +341,7 @@ async fn settle_queue_batch(
                 queue,
                 message_id = id,
                 attempts = receive_count(message),
-                reason = reasons.get(id).copied().unwrap_or(""),
+                reason = failures.get(id).map_or("", |f| f.reason.as_str()),
                 "message dead-lettered"
             ),
             Ok(false) => {}

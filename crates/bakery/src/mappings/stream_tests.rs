@@ -157,7 +157,8 @@ fn handler(steps: Arc<Mutex<Steps>>, progress: watch::Sender<usize>) -> Handler<
                 if steps.fail_once.remove(&sequence) {
                     report.failures.push(ItemFailure {
                         item_identifier: record.kinesis.sequence_number.clone(),
-                        reason: "failed once".into(),
+                        reason: "transient: failed once".into(),
+                        permanent: false,
                     });
                 } else {
                     steps.finished.push(sequence);
