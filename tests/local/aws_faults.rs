@@ -575,6 +575,51 @@ async fn aws_ses_send_rate_paces_a_backlog_and_spends_no_tries() {
 }
 
 #[tokio::test]
+async fn aws_a_partner_refusing_the_call_sends_it_to_the_dlq_at_once_with_the_reason() {
+    let rig = Rig::start().await;
+    let delivery = FlakyPartner::start().await;
+    let care = Partner::start().await;
+    let bakery = rig
+        .bakery(&[
+            "--max-tries",
+            "5",
+            "--partner-attempts",
+            "1",
+            "--delivery-webhook-url",
+            &delivery.url,
+            "--customer-service-webhook-url",
+            &care.url,
+        ])
+        .await;
+    // The delivery company refuses the call (400): trying again cannot help.
+    delivery.set_mode(PartnerMode::Refusing).await;
+    let id = id_of(&bakery.order("Ann").await);
+    fulfil(&bakery, &id).await;
+    let letters = rig.wait_for_dead_letters(1).await;
+    let letter = &letters[0];
+    assert_eq!(letter["source"], "delivery", "{letter}");
+    let reason = letter["reason"].as_str().unwrap();
+    assert!(reason.starts_with("permanent: "), "{letter}");
+    assert!(reason.contains("400"), "{letter}");
+    assert_eq!(letter["attempts"], 1, "{letter}");
+    assert_eq!(delivery.calls_for(&id).len(), 1, "called once, not 5 times");
+    assert_eq!(rig.visible_messages("delivery").await, 0);
+
+    // Fixed on their side: redriven, delivered once.
+    delivery.set_mode(PartnerMode::Up).await;
+    let (ok, said) = rig.dlq(&["redrive", "--all"]).await;
+    assert!(ok && said.contains("redrove 1 dead letter"), "{said}");
+    wait_for(&bakery, &id, "delivery_notified", LIMIT).await;
+    let calls = delivery.calls_for(&id);
+    let accepted: Vec<_> = calls.iter().filter(|c| c.answered == 204).collect();
+    assert_eq!(accepted.len(), 1, "{calls:?}");
+    assert_eq!(
+        accepted[0].webhook_id, calls[0].webhook_id,
+        "the same webhook id as the refused call"
+    );
+}
+
+#[tokio::test]
 async fn aws_partner_down_dead_letters_to_the_delivery_dlq_and_redrive_delivers_once() {
     const MAX_TRIES: usize = 3;
     let started = Instant::now();
@@ -1124,8 +1169,10 @@ async fn aws_delivering_while_dispatch_runs_is_409_then_200_and_never_backwards(
             delivered += 1;
         }
         wait_for(&bakery, &id, "customer_service_notified", LIMIT).await;
-        // The delivery company's queue may be behind customer service's.
-        let order = wait_for(&bakery, &id, "delivery_notified", LIMIT).await;
+        // The delivery company's queue may be behind customer service's,
+        // and the cake maker's email (paced to SES's send rate) behind both.
+        wait_for(&bakery, &id, "delivery_notified", LIMIT).await;
+        let order = wait_for(&bakery, &id, "baker_notified", LIMIT).await;
         assert_eq!(order["status"], "delivered");
         assert_eq!(steps_of(&order).len(), 7, "{order}");
         // Every racer's 200 sent the review on; customer service hears of

@@ -18,6 +18,8 @@ pub enum PartnerMode {
     Up,
     /// 500 to everything.
     Failing,
+    /// 400 to everything: refused for good.
+    Refusing,
     /// Accepts the connection and the request, never answers.
     Hanging,
     /// The port is closed.
@@ -133,6 +135,7 @@ async fn flaky_receive(
     let answered = match mode {
         PartnerMode::Up | PartnerMode::Down => StatusCode::NO_CONTENT,
         PartnerMode::Failing => StatusCode::INTERNAL_SERVER_ERROR,
+        PartnerMode::Refusing => StatusCode::BAD_REQUEST,
         PartnerMode::Hanging => StatusCode::OK,
     };
     partner.calls.lock().unwrap().push(Call {

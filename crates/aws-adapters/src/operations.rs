@@ -56,8 +56,7 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsMessage;
 use aws_sdk_kinesis::types::{Record, ShardIteratorType};
-use aws_sdk_sqs::primitives::Blob;
-use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
+use aws_sdk_sqs::types::QueueAttributeName;
 use chrono::{DateTime, Utc};
 use domain::ports::{
     ConsumerLag, DeadLetterView, Operations, OperationsStatus, OrderQueries, QueueDepth,
@@ -88,6 +87,10 @@ pub const STREAM_FAILURES: &str = "stream-failures";
 /// A message attribute that, when a dead letter carries it, says why it
 /// failed. SQS's own redrive policy records no reason.
 pub const REASON_ATTRIBUTE: &str = "reason";
+
+/// A message attribute that, with [`REASON_ATTRIBUTE`], says after how
+/// many tries the consumer gave up on it.
+pub const ATTEMPTS_ATTRIBUTE: &str = "attempts";
 
 /// How long redrive keeps the messages it receives hidden while it looks
 /// for the one it wants: long enough for the send and the delete, short
@@ -251,7 +254,7 @@ impl AwsOperations {
             return Ok(false);
         };
         let receipt = message.receipt_handle.clone().unwrap_or_default();
-        if let Err(error) = self.send_back(&queue.url, &message).await {
+        if let Err(error) = self.reader.send_copy(&queue.url, &message, None).await {
             self.release(&queue.dead_letter_url, &[receipt]).await;
             return Err(error);
         }
@@ -259,49 +262,6 @@ impl AwsOperations {
         // hold ends, which the consumers' deduplication makes harmless.
         self.reader.delete(&queue.dead_letter_url, &receipt).await?;
         Ok(true)
-    }
-
-    /// Sends a dead letter's body and message attributes to `url`.
-    async fn send_back(&self, url: &str, message: &SqsMessage) -> Result<(), StoreError> {
-        let mut request = self
-            .sqs
-            .send_message()
-            .queue_url(url)
-            .message_body(message.body.clone().unwrap_or_default());
-        for (name, attribute) in &message.message_attributes {
-            let mut value = MessageAttributeValue::builder().data_type(
-                attribute
-                    .data_type
-                    .clone()
-                    .unwrap_or_else(|| "String".into()),
-            );
-            if let Some(text) = &attribute.string_value {
-                value = value.string_value(text);
-            }
-            if let Some(bytes) = &attribute.binary_value {
-                value = value.binary_value(Blob::new(bytes.to_vec()));
-            }
-            match value.build() {
-                Ok(value) => request = request.message_attributes(name, value),
-                Err(error) => {
-                    tracing::warn!(attribute = %name, %error, "attribute dropped on redrive")
-                }
-            }
-        }
-        if url.ends_with(".fifo") {
-            let id = message
-                .message_attributes
-                .get(MESSAGE_ID_ATTRIBUTE)
-                .and_then(|a| a.string_value.clone())
-                .or_else(|| message.message_id.clone())
-                .unwrap_or_default();
-            request = request.message_group_id(&id).message_deduplication_id(&id);
-        }
-        request
-            .send()
-            .await
-            .map_err(|e| store_error("SendMessage", &e))?;
-        Ok(())
     }
 
     async fn redrive_stream_failure(&self, message_id: &str) -> Result<bool, StoreError> {
@@ -421,7 +381,13 @@ impl AwsOperations {
         let sqs_id = message.message_id.clone().unwrap_or_default();
         // Looking at a dead-letter queue receives from it, which counts:
         // the policy's limit is how often the consumer really tried.
-        let attempts = max_receives.unwrap_or_else(|| receive_count(message));
+        let attempts = message
+            .message_attributes
+            .get(ATTEMPTS_ATTRIBUTE)
+            .and_then(|a| a.string_value.as_deref())
+            .and_then(|a| a.parse().ok())
+            .or(max_receives)
+            .unwrap_or_else(|| receive_count(message));
         let reason = message
             .message_attributes
             .get(REASON_ATTRIBUTE)

@@ -14,12 +14,15 @@ use aws_lambda_events::encodings::{Base64Data, SecondTimestamp};
 use aws_lambda_events::event::kinesis::{KinesisEncryptionType, KinesisEventRecord};
 use aws_lambda_events::event::sqs::{SqsMessage, SqsMessageAttribute};
 use aws_sdk_kinesis::types::{EncryptionType, Record, ShardIteratorType};
-use aws_sdk_sqs::types::MessageSystemAttributeName;
+use aws_sdk_sqs::primitives::Blob;
+use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
 use chrono::{DateTime, Utc};
 use domain::ports::StoreError;
 
 use crate::Clients;
 use crate::error::store_error;
+use crate::operations::{ATTEMPTS_ATTRIBUTE, REASON_ATTRIBUTE};
+use crate::sqs::MESSAGE_ID_ATTRIBUTE;
 
 /// Reads the order stream shard by shard.
 #[derive(Clone, Debug)]
@@ -223,6 +226,77 @@ impl SqsReader {
             .send()
             .await
             .map_err(|e| store_error("DeleteMessage", &e))?;
+        Ok(())
+    }
+
+    /// Sends a received message's body and message attributes to `url`,
+    /// plus, when given, why it failed and after how many tries (the
+    /// [`REASON_ATTRIBUTE`] and [`ATTEMPTS_ATTRIBUTE`]): a redrive sends a
+    /// dead letter back, a consumer sends a message that can never succeed
+    /// to its dead-letter queue at once.
+    pub async fn send_copy(
+        &self,
+        url: &str,
+        message: &SqsMessage,
+        failed: Option<(&str, u32)>,
+    ) -> Result<(), StoreError> {
+        let mut request = self
+            .client
+            .send_message()
+            .queue_url(url)
+            .message_body(message.body.clone().unwrap_or_default());
+        for (name, attribute) in &message.message_attributes {
+            if name == REASON_ATTRIBUTE || name == ATTEMPTS_ATTRIBUTE {
+                continue;
+            }
+            let mut value = MessageAttributeValue::builder().data_type(
+                attribute
+                    .data_type
+                    .clone()
+                    .unwrap_or_else(|| "String".into()),
+            );
+            if let Some(text) = &attribute.string_value {
+                value = value.string_value(text);
+            }
+            if let Some(bytes) = &attribute.binary_value {
+                value = value.binary_value(Blob::new(bytes.to_vec()));
+            }
+            match value.build() {
+                Ok(value) => request = request.message_attributes(name, value),
+                Err(error) => tracing::warn!(attribute = %name, %error, "attribute dropped"),
+            }
+        }
+        if let Some((reason, attempts)) = failed {
+            // SQS limits a message's attributes to 256 KiB with its body;
+            // a reason is kept to its first 4,000 characters.
+            let reason: String = reason.chars().take(4000).collect();
+            let attribute = |data_type: &str, text: String| {
+                MessageAttributeValue::builder()
+                    .data_type(data_type)
+                    .string_value(text)
+                    .build()
+                    .map_err(|e| StoreError::Failed(format!("building an attribute: {e}")))
+            };
+            request = request
+                .message_attributes(REASON_ATTRIBUTE, attribute("String", reason)?)
+                .message_attributes(
+                    ATTEMPTS_ATTRIBUTE,
+                    attribute("Number", attempts.to_string())?,
+                );
+        }
+        if url.ends_with(".fifo") {
+            let id = message
+                .message_attributes
+                .get(MESSAGE_ID_ATTRIBUTE)
+                .and_then(|a| a.string_value.clone())
+                .or_else(|| message.message_id.clone())
+                .unwrap_or_default();
+            request = request.message_group_id(&id).message_deduplication_id(&id);
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| store_error("SendMessage", &e))?;
         Ok(())
     }
 

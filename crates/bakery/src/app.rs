@@ -461,8 +461,14 @@ impl Sources {
                         *poll,
                     )
                 };
-                let sqs = |url: &String| {
-                    SqsQueueSource::new(&resources.clients, url.clone(), visibility, *poll)
+                let sqs = |url: &String, dead_letter_url: &String| {
+                    SqsQueueSource::new(
+                        &resources.clients,
+                        url.clone(),
+                        dead_letter_url.clone(),
+                        visibility,
+                        *poll,
+                    )
                 };
                 vec![
                     tokio::spawn(run_stream_consumer(
@@ -480,14 +486,14 @@ impl Sources {
                         stop.clone(),
                     )),
                     tokio::spawn(run_queue_consumer(
-                        sqs(&resources.delivery_queue_url),
+                        sqs(&resources.delivery_queue_url, &resources.delivery_dlq_url),
                         names::DELIVERY_QUEUE,
                         notify_delivery,
                         tuning.clone(),
                         stop.clone(),
                     )),
                     tokio::spawn(run_queue_consumer(
-                        sqs(&resources.feedback_queue_url),
+                        sqs(&resources.feedback_queue_url, &resources.feedback_dlq_url),
                         names::FEEDBACK_QUEUE,
                         feedback,
                         tuning.clone(),

@@ -16,6 +16,7 @@ use aws_adapters::{Clients, KinesisReader, SqsReader};
 use aws_lambda_events::event::kinesis::KinesisEventRecord;
 use aws_lambda_events::event::sqs::SqsMessage;
 use domain::ports::StoreError;
+use lambda_kit::batch::ItemFailure;
 use tokio_util::sync::CancellationToken;
 
 use super::{QueueSource, StreamSource, pause};
@@ -164,15 +165,24 @@ impl StreamSource for KinesisStream {
 pub struct SqsQueueSource {
     reader: SqsReader,
     url: String,
+    /// Where a message that can never succeed is sent at once.
+    dead_letter_url: String,
     visibility_secs: u32,
     poll: Duration,
 }
 
 impl SqsQueueSource {
-    pub fn new(clients: &Clients, url: String, visibility: Duration, poll: Duration) -> Self {
+    pub fn new(
+        clients: &Clients,
+        url: String,
+        dead_letter_url: String,
+        visibility: Duration,
+        poll: Duration,
+    ) -> Self {
         SqsQueueSource {
             reader: SqsReader::new(clients),
             url,
+            dead_letter_url,
             visibility_secs: u32::try_from(visibility.as_secs()).unwrap_or(u32::MAX),
             poll,
         }
@@ -201,10 +211,23 @@ impl QueueSource for SqsQueueSource {
     async fn failed(
         &self,
         message: &SqsMessage,
-        _reason: &str,
+        failure: &ItemFailure,
         max_tries: u32,
         retry_after: Duration,
     ) -> Result<bool, StoreError> {
+        if failure.permanent {
+            // The redrive policy would move it only after `max_tries`
+            // receives, and without a reason: move it now, with one.
+            self.reader
+                .send_copy(
+                    &self.dead_letter_url,
+                    message,
+                    Some((&failure.reason, super::receive_count(message))),
+                )
+                .await?;
+            self.reader.delete(&self.url, receipt_of(message)?).await?;
+            return Ok(true);
+        }
         let seconds = u32::try_from(retry_after.as_secs_f64().ceil() as u64).unwrap_or(u32::MAX);
         self.reader
             .change_visibility(&self.url, receipt_of(message)?, seconds)

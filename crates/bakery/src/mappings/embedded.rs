@@ -12,6 +12,7 @@ use aws_lambda_events::event::sqs::SqsMessage;
 use chrono::Utc;
 use domain::ports::StoreError;
 use embedded::{Database, StreamRecord};
+use lambda_kit::batch::ItemFailure;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -229,15 +230,21 @@ impl QueueSource for EmbeddedQueue {
     async fn failed(
         &self,
         message: &SqsMessage,
-        reason: &str,
+        failure: &ItemFailure,
         max_tries: u32,
         retry_after: Duration,
     ) -> Result<bool, StoreError> {
+        // A permanent failure is dead-lettered on this receive.
+        let max_tries = if failure.permanent {
+            super::receive_count(message)
+        } else {
+            max_tries
+        };
         self.db
             .fail_message(
                 self.queue,
                 receipt_of(message)?,
-                reason,
+                &failure.reason,
                 max_tries,
                 retry_after,
             )

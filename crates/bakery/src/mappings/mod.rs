@@ -25,10 +25,10 @@
 //!   that refuses the call, an item that cannot be read) goes to the dead
 //!   letters at once: trying again would spend tries and time on something
 //!   that cannot succeed. Its reason starts with `permanent:`, a retried
-//!   one's with `transient:`. That holds for stream records on both
-//!   backends and for queue messages on the embedded one; an SQS queue
-//!   moves a message to its dead-letter queue only by its redrive policy,
-//!   after `max_tries` receives.
+//!   one's with `transient:`. On SQS the consumer sends such a message to
+//!   the queue's dead-letter queue itself, with its reason, and deletes it
+//!   (the queue's redrive policy would move it only after `max_tries`
+//!   receives, and without a reason).
 //!
 //! On shutdown a consumer finishes the batch in hand and stops; nothing
 //! acknowledged is lost, because only finished work is checkpointed or
@@ -96,12 +96,12 @@ pub trait QueueSource: Send + Sync + 'static {
     /// The message is done: delete it.
     async fn done(&self, message: &SqsMessage) -> Result<(), StoreError>;
     /// The message failed: retry it after `retry_after`, or dead-letter it
-    /// once it was received `max_tries` times. Returns whether it was
-    /// dead-lettered.
+    /// once it was received `max_tries` times, or at once if the failure is
+    /// permanent. Returns whether it was (or is sure to be) dead-lettered.
     async fn failed(
         &self,
         message: &SqsMessage,
-        reason: &str,
+        failure: &ItemFailure,
         max_tries: u32,
         retry_after: Duration,
     ) -> Result<bool, StoreError>;
@@ -320,17 +320,11 @@ async fn settle_queue_batch(
             None => source.done(message).await.map(|()| false),
             Some(failure) => {
                 let tries = receive_count(message);
-                // A permanent failure is dead-lettered on this receive.
-                let max_tries = if failure.permanent {
-                    tries
-                } else {
-                    tuning.max_tries
-                };
                 source
                     .failed(
                         message,
-                        &failure.reason,
-                        max_tries,
+                        failure,
+                        tuning.max_tries,
                         tuning.retry_delay(tries),
                     )
                     .await
