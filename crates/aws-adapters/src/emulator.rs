@@ -119,9 +119,27 @@ pub async fn clients_for(endpoint: &str, retry: Option<RetryConfig>) -> Clients 
 }
 
 /// A loopback port nothing listens on (right now).
+///
+/// Ports come from 20000-29999, below the range the kernel hands out for
+/// port 0, and each is handed out once per process: a port 0 listener
+/// elsewhere, or another test of this process starting its own emulator at
+/// the same moment, cannot take the port between this check and the
+/// emulator's bind (when it could, a test reached another test's emulator,
+/// which went away with that test).
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    listener.local_addr().expect("local address").port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const FIRST: u16 = 20_000;
+    const COUNT: u16 = 10_000;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Processes start at different places in the range.
+    let start = (std::process::id() % u32::from(COUNT)) as u16;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = FIRST + (start.wrapping_add(n) % COUNT);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 async fn wait_until_ready(endpoint: &str) {
