@@ -80,6 +80,22 @@ impl Rig {
         Bakery::start_with_env(&args, &CREDENTIALS).await
     }
 
+    /// A bakery on this rig calling the two partners' webhooks, one call
+    /// per try, `max_tries` tries per message.
+    async fn bakery_with_partners(&self, max_tries: usize, delivery: &str, care: &str) -> Bakery {
+        self.bakery(&[
+            "--max-tries",
+            &max_tries.to_string(),
+            "--partner-attempts",
+            "1",
+            "--delivery-webhook-url",
+            delivery,
+            "--customer-service-webhook-url",
+            care,
+        ])
+        .await
+    }
+
     /// `bakery dlq ...` with `--backend aws` on this rig.
     async fn dlq(&self, args: &[&str]) -> (bool, String) {
         run_dlq(args, &self.backend_flags(), &CREDENTIALS).await
@@ -579,18 +595,7 @@ async fn aws_a_partner_refusing_the_call_sends_it_to_the_dlq_at_once_with_the_re
     let rig = Rig::start().await;
     let delivery = FlakyPartner::start().await;
     let care = Partner::start().await;
-    let bakery = rig
-        .bakery(&[
-            "--max-tries",
-            "5",
-            "--partner-attempts",
-            "1",
-            "--delivery-webhook-url",
-            &delivery.url,
-            "--customer-service-webhook-url",
-            &care.url,
-        ])
-        .await;
+    let bakery = rig.bakery_with_partners(5, &delivery.url, &care.url).await;
     // The delivery company refuses the call (400): trying again cannot help.
     delivery.set_mode(PartnerMode::Refusing).await;
     let id = id_of(&bakery.order("Ann").await);
@@ -627,16 +632,7 @@ async fn aws_partner_down_dead_letters_to_the_delivery_dlq_and_redrive_delivers_
     let delivery = FlakyPartner::start().await;
     let care = Partner::start().await;
     let bakery = rig
-        .bakery(&[
-            "--max-tries",
-            &MAX_TRIES.to_string(),
-            "--partner-attempts",
-            "1",
-            "--delivery-webhook-url",
-            &delivery.url,
-            "--customer-service-webhook-url",
-            &care.url,
-        ])
+        .bakery_with_partners(MAX_TRIES, &delivery.url, &care.url)
         .await;
 
     let ann = bakery.order("Ann").await;
