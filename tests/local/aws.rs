@@ -10,6 +10,7 @@ use aws_adapters::KinesisReader;
 use aws_adapters::emulator::{Moto, clients_for};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::QueueAttributeName;
+use lambda_kit::stream_record::Decoded;
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -96,18 +97,24 @@ async fn the_whole_flow_runs_on_the_aws_apis() {
     let reader = KinesisReader::open(&clients, &format!("{prefix}-orders"))
         .await
         .unwrap();
+    // The table feeds the stream: every record is a change record of the
+    // table, and the new event items among them are the events.
     let mut events: HashMap<String, Vec<String>> = HashMap::new();
     for shard in reader.shards().await.unwrap() {
         for record in reader.read(&shard, None, 1000).await.unwrap() {
-            let event: Value = serde_json::from_slice(&record.kinesis.data).unwrap();
+            let change: Value = serde_json::from_slice(&record.kinesis.data).unwrap();
+            assert_eq!(change["eventSource"], "aws:dynamodb");
             assert_eq!(
                 record.kinesis.partition_key,
-                event["orderId"].as_str().unwrap()
+                change["dynamodb"]["Keys"]["pk"]["S"].as_str().unwrap()
             );
-            events
-                .entry(record.kinesis.partition_key.clone())
-                .or_default()
-                .push(event["eventType"].as_str().unwrap().to_string());
+            match lambda_kit::stream_record::decode(&record.kinesis.data).unwrap() {
+                Decoded::Event(event) => events
+                    .entry(event.order_id.to_string())
+                    .or_default()
+                    .push(event.event_type.as_str().to_string()),
+                Decoded::NotAnEvent => {}
+            }
         }
     }
     for (id, _) in &orders {
@@ -118,13 +125,15 @@ async fn the_whole_flow_runs_on_the_aws_apis() {
         );
     }
 
-    for queue in [
-        "delivery",
-        "delivery-dlq",
-        "feedback",
-        "feedback-dlq",
-        "stream-failures",
-    ] {
+    let kept = clients
+        .s3
+        .list_objects_v2()
+        .bucket(format!("{prefix}-stream-failures"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.key_count(), Some(0), "no stream failures");
+    for queue in ["delivery", "delivery-dlq", "feedback", "feedback-dlq"] {
         let url = clients
             .sqs
             .get_queue_url()
@@ -208,7 +217,6 @@ async fn bakery_dlq_finds_a_deployed_stacks_queues_by_their_urls() {
         "DeliveryDeadLetterQueue",
         "FeedbackQueue",
         "FeedbackDeadLetterQueue",
-        "StreamFailuresQueue",
     ] {
         let url = clients
             .sqs
@@ -221,6 +229,11 @@ async fn bakery_dlq_finds_a_deployed_stacks_queues_by_their_urls() {
             .unwrap();
         urls.insert(queue, url);
     }
+    // CloudFormation names buckets in lower case.
+    let bucket = format!("{stack}-streamfailuresbucket-1a2b3c4d");
+    aws_adapters::provision::create_bucket(&clients, &bucket)
+        .await
+        .unwrap();
     let order_id = uuid::Uuid::now_v7().to_string();
     clients
         .sqs
@@ -258,10 +271,7 @@ async fn bakery_dlq_finds_a_deployed_stacks_queues_by_their_urls() {
             "BAKERY_AWS_FEEDBACK_DLQ_URL",
             urls["FeedbackDeadLetterQueue"].clone(),
         ),
-        (
-            "BAKERY_AWS_STREAM_FAILURES_URL",
-            urls["StreamFailuresQueue"].clone(),
-        ),
+        ("BAKERY_AWS_STREAM_FAILURES_BUCKET", bucket.clone()),
     ];
     let mut envs: Vec<(&str, &str)> = CREDENTIALS.to_vec();
     envs.extend(stack_outputs.iter().map(|(k, v)| (*k, v.as_str())));

@@ -66,7 +66,7 @@ struct ProxyState {
     throttled: Mutex<HashMap<String, (usize, std::time::Instant, usize)>>,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
     pub forwarded: usize,
     pub failed: usize,

@@ -19,6 +19,11 @@ pub struct Clients {
     pub kinesis: aws_sdk_kinesis::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub sesv2: aws_sdk_sesv2::Client,
+    /// Where failed stream batches are kept, whole.
+    pub s3: aws_sdk_s3::Client,
+    /// The order table's change records, read only where the table cannot
+    /// feed the stream itself (see [`crate::table_feed`]).
+    pub dynamodb_streams: aws_sdk_dynamodbstreams::Client,
 }
 
 /// The configuration loader with the bakery's retry policy, reading region,
@@ -47,6 +52,14 @@ impl Clients {
             kinesis: aws_sdk_kinesis::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
             sesv2: aws_sdk_sesv2::Client::new(config),
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(config)
+                    // An emulator on one host and port cannot serve buckets
+                    // as subdomains.
+                    .force_path_style(config.endpoint_url().is_some())
+                    .build(),
+            ),
+            dynamodb_streams: aws_sdk_dynamodbstreams::Client::new(config),
         }
     }
 

@@ -1,32 +1,38 @@
-//! [`DynamoStore`]: the order table in DynamoDB and the order stream in
-//! Kinesis, together one [`OrderStore`].
+//! [`DynamoStore`]: the order table in DynamoDB, which feeds the order
+//! stream in Kinesis; one [`OrderStore`].
 //!
 //! # Item layout
 //!
-//! The table has a single string hash key, `pk`, and holds two kinds of
+//! The table has a single string hash key, `pk`, and holds three kinds of
 //! items:
 //!
 //! | item | `pk` | other attributes |
 //! |------|------|------------------|
 //! | an order | `order#<orderId>` | `orderId`, `status`, `createdAt` (RFC 3339, UTC, milliseconds), `order` (the order's JSON), `tokenHash`, `version` (N) |
 //! | an idempotency key | `idem#<key>` | `fingerprint`, `orderId`, `expiresAt` (N, epoch seconds: the table's TTL attribute, the request's time plus [`IdempotencyKey::WINDOW`]) |
+//! | an event | `event#<eventId>` | `eventType`, `orderId`, `event` (the event's JSON, the stream contract), `expiresAt` ([`EVENT_KEPT`] after the event) |
 //!
 //! The global secondary index `by-status` (hash `status`, range `createdAt`,
 //! all attributes) lists orders of one status, oldest first; idempotency
-//! items have no `status` and stay out of it. `order` is the source of
-//! truth; `status` mirrors it for conditions and the index. The customer
-//! token's hash is not part of the order's JSON, so it has its own
+//! and event items have no `status` and stay out of it. `order` is the
+//! source of truth; `status` mirrors it for conditions and the index. The
+//! customer token's hash is not part of the order's JSON, so it has its own
 //! attribute.
 //!
-//! # Table and stream
+//! # Table and stream: one write
 //!
-//! The two services cannot share a transaction, so a write goes to the table
-//! first and its event to the stream second. If the event cannot be put,
-//! the call answers [`StoreError::Unavailable`] whatever the cause: the
-//! change is stored, and the retry the caller makes (same
-//! `Idempotency-Key`, same transition, or the event source redelivering)
-//! finds it done and puts the event again. Event ids are derived from the
-//! order, so consumers recognise the repeats.
+//! A step that announces something writes the order and an event item in
+//! one `TransactWriteItems`, and nothing else: the table feeds the Kinesis
+//! stream (Kinesis Data Streams for DynamoDB, declared in both templates),
+//! so the event item's change record reaches the stream once the
+//! transaction commits, whatever happens to the function afterwards. No
+//! write to a second service can fail after the first succeeded (no dual
+//! write), and a replay or a retry has nothing left to complete. The
+//! consumers read the event out of the change record
+//! (`lambda_kit::stream_record`); the event source mappings let only new
+//! event items through. Event ids are derived from the order, so rewriting
+//! an event item (a retry racing its first try) is a `MODIFY`, which the
+//! filter drops.
 //!
 //! # Concurrency
 //!
@@ -46,14 +52,15 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
-use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::{DateTime, SecondsFormat, Utc};
 use domain::auth::TokenHash;
 use domain::events::{Event, EventType};
 use domain::order::TransitionCheck;
 use domain::ports::{Advanced, IdempotencyKey, NewOrder, OrderStore, Placed, StoreError};
 use domain::{Order, OrderId, Status, Step, Transition};
+
+use lambda_kit::stream_record::{EVENT_ATTRIBUTE, EVENT_ITEM_PREFIX};
 
 use crate::Clients;
 use crate::error::{describe, store_error};
@@ -72,15 +79,16 @@ const KEY_PREFIX: &str = "idem#";
 /// [`IdempotencyKey::WINDOW`] after their request.
 pub const EXPIRES_AT: &str = "expiresAt";
 
-/// The order table and the order stream.
+/// How long an event item stays in the table: its change record has long
+/// reached the stream by then (the feed is near real time, the stream keeps
+/// records for a day), and DynamoDB's TTL deletes it afterwards.
+pub const EVENT_KEPT: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 60 * 60);
+
+/// The order table (which feeds the order stream).
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
     dynamodb: aws_sdk_dynamodb::Client,
-    kinesis: aws_sdk_kinesis::Client,
     table: String,
-    /// A stream name, or an ARN (`arn:...`); `None` for functions that
-    /// never announce anything (and have no permission to).
-    stream: Option<String>,
 }
 
 /// An order as read, with the version a compare-and-set must match.
@@ -90,35 +98,12 @@ struct Stored {
 }
 
 impl DynamoStore {
-    /// The store over `table` (name) and `stream` (name or ARN).
-    pub fn new(clients: &Clients, table: impl Into<String>, stream: impl Into<String>) -> Self {
-        DynamoStore {
-            stream: Some(stream.into()),
-            ..DynamoStore::without_stream(clients, table)
-        }
-    }
-
-    /// The store over `table` alone, for functions that read orders,
-    /// record steps and change status without announcing it (`advance`
-    /// with `announce` = `None`). Placing an order or announcing a change
-    /// through it is [`StoreError::Failed`], refused before anything is
-    /// written.
-    pub fn without_stream(clients: &Clients, table: impl Into<String>) -> Self {
+    /// The store over `table` (name).
+    pub fn new(clients: &Clients, table: impl Into<String>) -> Self {
         DynamoStore {
             dynamodb: clients.dynamodb.clone(),
-            kinesis: clients.kinesis.clone(),
             table: table.into(),
-            stream: None,
         }
-    }
-
-    /// The stream events go to, or why there is none.
-    fn stream(&self) -> Result<&str, StoreError> {
-        self.stream.as_deref().ok_or_else(|| {
-            StoreError::Failed(
-                "this store has no order stream (ORDER_STREAM) to announce on".into(),
-            )
-        })
     }
 
     /// Up to `limit` orders with `status`, oldest first, through the
@@ -173,35 +158,6 @@ impl DynamoStore {
         output.item.as_ref().map(decode).transpose()
     }
 
-    /// Puts `event` on the stream. Always `Unavailable` on failure: the
-    /// change it announces is stored, and a retry completes it.
-    async fn put_event(&self, event: &Event) -> Result<(), StoreError> {
-        let stream = self.stream()?;
-        let request = self
-            .kinesis
-            .put_record()
-            .partition_key(event.partition_key())
-            .data(Blob::new(event.to_json()));
-        let request = if stream.starts_with("arn:") {
-            request.stream_arn(stream)
-        } else {
-            request.stream_name(stream)
-        };
-        match request.send().await {
-            Ok(_) => Ok(()),
-            Err(error) => {
-                let message = describe("PutRecord", &error);
-                tracing::error!(
-                    event_id = %event.event_id,
-                    order_id = %event.order_id,
-                    error = %message,
-                    "stored, but the event is not on the stream; a retry will put it"
-                );
-                Err(StoreError::Unavailable(message))
-            }
-        }
-    }
-
     /// An idempotency key seen before: the outcome of replaying it, or
     /// `None` if the key is new after all.
     async fn replay(
@@ -238,28 +194,24 @@ impl DynamoStore {
         let stored = self.read(order_id).await?.ok_or_else(|| {
             StoreError::Failed(format!("idempotency key {} names a missing order", key.key))
         })?;
-        let order = stored.order;
-        // The first attempt may have stopped before its event reached the
-        // stream; putting it again is what completes that attempt.
-        let placed_at = order.at(Step::Placed).unwrap_or_else(Utc::now);
-        self.put_event(&Event::new(EventType::OrderPlaced, &order, placed_at))
-            .await?;
-        Ok(Some(Placed::Replayed(order)))
+        // Its event item was written in that transaction too: the table
+        // feeds it to the stream, nothing is left to complete.
+        Ok(Some(Placed::Replayed(stored.order)))
     }
 
     /// Replaces the order's JSON (and status) if its version is still
-    /// `version` and, with `from`, its status still `from`. `Ok(false)` when
+    /// `version` and, with `from`, its status still `from`; with `announce`,
+    /// writes that event's item in the same transaction. `Ok(false)` when
     /// another writer got there first.
     async fn compare_and_set(
         &self,
         order: &Order,
         version: u64,
         from: Option<Status>,
+        announce: Option<&Event>,
     ) -> Result<bool, StoreError> {
         let mut condition = "#version = :version".to_owned();
-        let mut request = self
-            .dynamodb
-            .update_item()
+        let mut update = Update::builder()
             .table_name(&self.table)
             .key("pk", order_key(order.order_id))
             .update_expression("SET #order = :order, #status = :status, #version = :next")
@@ -272,33 +224,79 @@ impl DynamoStore {
             .expression_attribute_values(":next", n(version + 1));
         if let Some(from) = from {
             condition.push_str(" AND #status = :from");
-            request = request.expression_attribute_values(":from", s(from.as_str()));
+            update = update.expression_attribute_values(":from", s(from.as_str()));
         }
-        match request.condition_expression(condition).send().await {
+        let update = update
+            .condition_expression(condition)
+            .build()
+            .map_err(|e| StoreError::Failed(format!("building an Update: {e}")))?;
+        let mut request = self
+            .dynamodb
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(update).build());
+        if let Some(event) = announce {
+            request = request.transact_items(self.event_put(event)?);
+        }
+        match request.send().await {
             Ok(_) => Ok(true),
+            // The version moved, or another transaction on the same order
+            // was in flight: either way, read again and decide again.
             Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                if matches!(
+                    error.as_service_error(),
+                    Some(TransactWriteItemsError::TransactionCanceledException(_))
+                ) =>
             {
                 Ok(false)
             }
-            Err(error) => Err(store_error("UpdateItem", &error)),
+            Err(error) => Err(store_error("TransactWriteItems", &error)),
         }
+    }
+
+    /// The put of `event`'s item, for the transaction that makes the
+    /// change it announces.
+    fn event_put(&self, event: &Event) -> Result<TransactWriteItem, StoreError> {
+        let kept = i64::try_from(EVENT_KEPT.as_secs()).unwrap_or(i64::MAX);
+        let json = String::from_utf8(event.to_json())
+            .map_err(|e| StoreError::Failed(format!("event to JSON: {e}")))?;
+        let item = HashMap::from([
+            (
+                "pk".to_owned(),
+                s(format!("{EVENT_ITEM_PREFIX}{}", event.event_id)),
+            ),
+            ("eventType".to_owned(), s(event.event_type.as_str())),
+            ("orderId".to_owned(), s(event.order_id.to_string())),
+            (EVENT_ATTRIBUTE.to_owned(), s(json)),
+            (
+                EXPIRES_AT.to_owned(),
+                AttributeValue::N(
+                    event
+                        .occurred_at
+                        .timestamp()
+                        .saturating_add(kept)
+                        .to_string(),
+                ),
+            ),
+        ]);
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .build()
+            .map_err(|e| StoreError::Failed(format!("building a Put: {e}")))?;
+        Ok(TransactWriteItem::builder().put(put).build())
     }
 }
 
 #[async_trait]
 impl OrderStore for DynamoStore {
     async fn place(&self, new: &NewOrder) -> Result<Placed, StoreError> {
-        // Never store an order that cannot be announced.
-        self.stream()?;
-        // Both items only if neither exists: a key seen before leaves the
-        // table untouched.
+        // The order, its event and its key, or nothing: a key seen before
+        // leaves the table untouched.
         let mut request = self
             .dynamodb
             .transact_write_items()
-            .transact_items(put_if_absent(&self.table, order_item(&new.order)?)?);
+            .transact_items(put_if_absent(&self.table, order_item(&new.order)?)?)
+            .transact_items(self.event_put(&new.event)?);
         let requested_at = new.event.occurred_at.timestamp();
         if let Some(key) = &new.idempotency {
             // DynamoDB's TTL deletes the key some time after `expiresAt`;
@@ -324,10 +322,7 @@ impl OrderStore for DynamoStore {
             request = request.transact_items(TransactWriteItem::builder().put(put).build());
         }
         let error = match request.send().await {
-            Ok(_) => {
-                self.put_event(&new.event).await?;
-                return Ok(Placed::Created(new.order.clone()));
-            }
+            Ok(_) => return Ok(Placed::Created(new.order.clone())),
             Err(error) => error,
         };
         let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
@@ -371,32 +366,22 @@ impl OrderStore for DynamoStore {
         transition: &Transition,
         announce: Option<EventType>,
     ) -> Result<Advanced, StoreError> {
-        if announce.is_some() {
-            self.stream()?;
-        }
         for _ in 0..CAS_ATTEMPTS {
             let Some(Stored { mut order, version }) = self.read(transition.order_id).await? else {
                 return Ok(Advanced::NotFound);
             };
             match order.check(transition.to) {
                 TransitionCheck::OutOfOrder => return Ok(Advanced::OutOfOrder(order)),
-                TransitionCheck::AlreadyDone => {
-                    // A retry after a failed event put lands here: put it
-                    // again, with the time the step really happened.
-                    if let Some(kind) = announce {
-                        let at = order.at(transition.to.step()).unwrap_or(transition.at);
-                        self.put_event(&Event::new(kind, &order, at)).await?;
-                    }
-                    return Ok(Advanced::AlreadyDone(order));
-                }
+                // The move and its event item were one transaction.
+                TransitionCheck::AlreadyDone => return Ok(Advanced::AlreadyDone(order)),
                 TransitionCheck::Apply => {
                     let from = order.status;
                     order.apply(transition);
-                    if self.compare_and_set(&order, version, Some(from)).await? {
-                        if let Some(kind) = announce {
-                            self.put_event(&Event::new(kind, &order, transition.at))
-                                .await?;
-                        }
+                    let event = announce.map(|kind| Event::new(kind, &order, transition.at));
+                    if self
+                        .compare_and_set(&order, version, Some(from), event.as_ref())
+                        .await?
+                    {
                         return Ok(Advanced::Moved(order));
                     }
                     // Lost a race: the next read tells whether the winner
@@ -423,7 +408,7 @@ impl OrderStore for DynamoStore {
             if !order.record(step, at) {
                 return Ok(());
             }
-            if self.compare_and_set(&order, version, None).await? {
+            if self.compare_and_set(&order, version, None, None).await? {
                 return Ok(());
             }
         }

@@ -1,5 +1,5 @@
 //! The bakery's ports over AWS: the order table (DynamoDB) with the order
-//! stream it feeds (Kinesis), the delivery and feedback queues (SQS) and
+//! stream it feeds (Kinesis), failed stream batches (S3), the delivery and feedback queues (SQS) and
 //! email (SESv2), plus readers of the stream and the queues for a local
 //! runner that plays Lambda's event source mappings against AWS.
 //!
@@ -13,13 +13,16 @@
 //!
 //! # Layout
 //!
-//! - [`clients`]: [`Clients`], the four SDK clients, built once per cold start
+//! - [`clients`]: [`Clients`], the SDK clients, built once per cold start
 //!   from the environment (`AWS_ENDPOINT_URL` points them at an emulator).
 //! - [`env`]: reading a function's configuration from environment variables,
 //!   failing at cold start with the name of what is missing.
 //! - [`logging`]: the functions' log format (compact text or JSON, no colours).
-//! - [`dynamo`]: [`DynamoStore`], the `OrderStore` over a DynamoDB table and a
-//!   Kinesis stream, with the table's item layout.
+//! - [`dynamo`]: [`DynamoStore`], the `OrderStore` over a DynamoDB table
+//!   that feeds the Kinesis stream, with the table's item layout.
+//! - [`table_feed`]: the table feeding the stream, played by the local
+//!   runner where the service cannot (an emulator).
+//! - [`stream_failures`]: failed stream batches, kept whole in S3.
 //! - [`sqs`]: [`SqsQueue`], the `Queue` over an SQS queue.
 //! - [`ses`]: [`SesMailer`], the `Mailer` over SESv2.
 //! - [`readers`]: [`KinesisReader`] and [`SqsReader`], which read records and
@@ -47,6 +50,8 @@ pub mod provision;
 pub mod readers;
 pub mod ses;
 pub mod sqs;
+pub mod stream_failures;
+pub mod table_feed;
 
 pub use clients::Clients;
 pub use dynamo::DynamoStore;

@@ -14,10 +14,10 @@
 //!   crate and a `Resource: "*"` grant. The consumers are listed so the
 //!   page names them; what failed for good shows up as a stream failure
 //!   (below). docs/deploy.md says how to read `IteratorAge` by hand.
-//! - **Dead letters** are the messages in the two dead-letter queues and
-//!   the notes in the stream-failures queue, read without taking them
-//!   (received with a visibility timeout of 0, see
-//!   [`SqsReader::dead_letter_queue_messages`]).
+//! - **Dead letters** are the messages in the two dead-letter queues, read
+//!   without taking them (received with a visibility timeout of 0, see
+//!   [`SqsReader::dead_letter_queue_messages`]), and the failed stream
+//!   batches kept in the stream-failures bucket ([`StreamFailures`]).
 //! - **Recent errors** are the dead letters, newest first: what failed and
 //!   is still being retried is only in the functions' logs.
 //!
@@ -25,7 +25,7 @@
 //!
 //! `<queue>:<SQS message id>` for a dead-letter queue's message (`queue` as
 //! in [`QueueUrls::name`], e.g. `delivery:3f2a…`), and
-//! `stream-failures:<SQS message id>` for a stream failure note.
+//! `stream-failures:<object key>` for a failed stream batch.
 //!
 //! # Redrive
 //!
@@ -41,21 +41,19 @@
 //!   [`HOLD_SECONDS`] and a second redrive sends it twice. That is
 //!   at-least-once, as everywhere else in the bakery: the consumers drop
 //!   a message id they have already handled.
-//! - A stream failure note names a shard and a range of sequence numbers
-//!   (Lambda's `KinesisBatchInfo`), not the records. Redrive reads that
-//!   range from the stream and puts every record's data on the stream
-//!   again with its partition key (the order id, so each order keeps its
-//!   order), then deletes the note. The consumers skip an `eventId` they
-//!   have handled, so records of the range that had succeeded change
-//!   nothing. Records past the stream's retention are gone: redrive then
-//!   fails and keeps the note.
+//! - A failed stream batch is kept whole (Lambda's on-failure record
+//!   with its `payload`, see [`crate::stream_failures`]). Redrive puts
+//!   every record's data on the stream again with its partition key, then
+//!   deletes the object. The records come from the object, not from the
+//!   stream, so a batch redriven a week later still has them. The
+//!   consumers skip an `eventId` they have handled, so records of the
+//!   batch that had succeeded change nothing. A put that fails leaves the
+//!   object for the next redrive.
 
-use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsMessage;
-use aws_sdk_kinesis::types::{Record, ShardIteratorType};
 use aws_sdk_sqs::types::QueueAttributeName;
 use chrono::{DateTime, Utc};
 use domain::ports::{
@@ -63,10 +61,12 @@ use domain::ports::{
     RecentError, StoreError,
 };
 use domain::{Order, Status};
+use lambda_kit::stream_record::{self, Decoded};
 use serde_json::Value;
 
 use crate::error::store_error;
 use crate::sqs::MESSAGE_ID_ATTRIBUTE;
+use crate::stream_failures::{StreamFailure, StreamFailures};
 use crate::{Clients, DynamoStore, SqsReader};
 
 #[async_trait]
@@ -81,7 +81,7 @@ impl OrderQueries for DynamoStore {
     }
 }
 
-/// The id prefix of stream failure notes.
+/// The id prefix of failed stream batches.
 pub const STREAM_FAILURES: &str = "stream-failures";
 
 /// A message attribute that, when a dead letter carries it, says why it
@@ -100,9 +100,6 @@ pub const HOLD_SECONDS: u32 = 30;
 /// How many rounds of ten messages redrive receives before it gives up on
 /// finding an id.
 const SCAN_ROUNDS: usize = 50;
-
-/// How many pages of a shard redrive reads to find a failed range.
-const RANGE_PAGES: usize = 20;
 
 /// One queue with its dead-letter queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,8 +121,8 @@ pub struct OperationsConfig {
     /// consumer its name ends with.
     pub consumers: Vec<String>,
     pub queues: Vec<QueueUrls>,
-    /// The stream consumers' on-failure destination.
-    pub stream_failures_url: String,
+    /// The stream consumers' on-failure destination: an S3 bucket's name.
+    pub stream_failures_bucket: String,
 }
 
 /// [`Operations`] over SQS and Kinesis; see the module docs for what it
@@ -135,6 +132,7 @@ pub struct AwsOperations {
     sqs: aws_sdk_sqs::Client,
     kinesis: aws_sdk_kinesis::Client,
     reader: SqsReader,
+    stream_failures: StreamFailures,
     config: OperationsConfig,
 }
 
@@ -144,6 +142,7 @@ impl AwsOperations {
             sqs: clients.sqs.clone(),
             kinesis: clients.kinesis.clone(),
             reader: SqsReader::new(clients),
+            stream_failures: StreamFailures::new(clients, &config.stream_failures_bucket),
             config,
         }
     }
@@ -264,44 +263,19 @@ impl AwsOperations {
         Ok(true)
     }
 
-    async fn redrive_stream_failure(&self, message_id: &str) -> Result<bool, StoreError> {
-        let url = &self.config.stream_failures_url;
-        let Some(message) = self.take(url, message_id).await? else {
+    async fn redrive_stream_failure(&self, key: &str) -> Result<bool, StoreError> {
+        let Some(failure) = self.stream_failures.get(key).await? else {
             return Ok(false);
         };
-        let receipt = message.receipt_handle.clone().unwrap_or_default();
-        let result = self.put_again(&message).await;
-        if let Err(error) = result {
-            self.release(url, &[receipt]).await;
-            return Err(error);
-        }
-        self.reader.delete(url, &receipt).await?;
-        Ok(true)
-    }
-
-    /// Puts the records a stream failure note names on the stream again.
-    async fn put_again(&self, message: &SqsMessage) -> Result<(), StoreError> {
-        let body = message.body.as_deref().unwrap_or_default();
-        let batch = BatchInfo::parse(body).ok_or_else(|| {
-            StoreError::Failed(
-                "stream failure note without KinesisBatchInfo (shardId, startSequenceNumber, endSequenceNumber)"
-                    .into(),
-            )
-        })?;
-        let records = self.records_in(&batch).await?;
-        if records.is_empty() {
-            return Err(StoreError::Failed(format!(
-                "records {}..{} of {} are no longer on the stream (past its retention); \
-                 the note is kept, delete it by hand",
-                batch.start, batch.end, batch.shard_id
-            )));
-        }
+        let records = failure.records()?;
         for record in &records {
             let request = self
                 .kinesis
                 .put_record()
-                .partition_key(record.partition_key())
-                .data(record.data().clone());
+                .partition_key(&record.kinesis.partition_key)
+                .data(aws_sdk_kinesis::primitives::Blob::new(
+                    record.kinesis.data.to_vec(),
+                ));
             let request = if self.config.stream.starts_with("arn:") {
                 request.stream_arn(&self.config.stream)
             } else {
@@ -312,63 +286,15 @@ impl AwsOperations {
                 .await
                 .map_err(|e| store_error("PutRecord", &e))?;
         }
+        // Put: from here on a failure leaves the object for a second
+        // redrive, which the consumers' deduplication makes harmless.
+        self.stream_failures.delete(key).await?;
         tracing::info!(
-            shard = %batch.shard_id,
+            %key,
             records = records.len(),
             "stream failure redriven: records put on the stream again"
         );
-        Ok(())
-    }
-
-    /// The records of a shard from `start` to `end`, both included.
-    async fn records_in(&self, batch: &BatchInfo) -> Result<Vec<Record>, StoreError> {
-        let request = self
-            .kinesis
-            .get_shard_iterator()
-            .shard_id(&batch.shard_id)
-            .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
-            .starting_sequence_number(&batch.start);
-        let request = if self.config.stream.starts_with("arn:") {
-            request.stream_arn(&self.config.stream)
-        } else {
-            request.stream_name(&self.config.stream)
-        };
-        let mut iterator = request
-            .send()
-            .await
-            .map_err(|e| store_error("GetShardIterator", &e))?
-            .shard_iterator;
-        let mut records = Vec::new();
-        for _ in 0..RANGE_PAGES {
-            let Some(current) = iterator else {
-                break; // a closed shard, read to its end
-            };
-            let page = self
-                .kinesis
-                .get_records()
-                .shard_iterator(current)
-                .limit(1000)
-                .send()
-                .await
-                .map_err(|e| store_error("GetRecords", &e))?;
-            for record in page.records() {
-                let sequence = record.sequence_number();
-                if compare_sequence(sequence, &batch.end) == Ordering::Greater {
-                    return Ok(records);
-                }
-                if compare_sequence(sequence, &batch.start) != Ordering::Less {
-                    records.push(record.clone());
-                }
-                if compare_sequence(sequence, &batch.end) == Ordering::Equal {
-                    return Ok(records);
-                }
-            }
-            if page.records().is_empty() && page.millis_behind_latest().unwrap_or(0) == 0 {
-                break; // at the tip
-            }
-            iterator = page.next_shard_iterator;
-        }
-        Ok(records)
+        Ok(true)
     }
 
     /// A dead-letter queue's message as the operator sees it.
@@ -411,29 +337,33 @@ impl AwsOperations {
         }
     }
 
-    /// A stream failure note as the operator sees it.
-    fn stream_letter(&self, message: &SqsMessage) -> DeadLetterView {
-        let sqs_id = message.message_id.clone().unwrap_or_default();
-        let body: Value = message
-            .body
-            .as_deref()
-            .and_then(|b| serde_json::from_str(b).ok())
-            .unwrap_or(Value::Null);
+    /// A failed stream batch as the operator sees it.
+    fn stream_letter(&self, failure: &StreamFailure) -> DeadLetterView {
+        let body = &failure.record;
         let request = &body["requestContext"];
         let source = request["functionArn"]
             .as_str()
             .map(|arn| consumer_of(arn, &self.config.consumers))
             .unwrap_or_else(|| STREAM_FAILURES.to_owned());
-        let batch = BatchInfo::from_value(&body);
+        let batch = BatchInfo::from_value(body);
         let message_id = match &batch {
             Some(b) if b.start == b.end => format!("{}:{}", b.shard_id, b.start),
             Some(b) => format!("{}:{}..{}", b.shard_id, b.start, b.end),
-            None => sqs_id.clone(),
+            None => failure.key.clone(),
         };
+        // The order of the batch's first record that is an order event.
+        let order_id = failure.records().ok().and_then(|records| {
+            records
+                .iter()
+                .find_map(|r| match stream_record::decode(&r.kinesis.data) {
+                    Ok(Decoded::Event(event)) => Some(event.order_id.to_string()),
+                    _ => None,
+                })
+        });
         DeadLetterView {
-            id: format!("{STREAM_FAILURES}:{sqs_id}"),
+            id: format!("{STREAM_FAILURES}:{}", failure.key),
             source,
-            reason: stream_reason(&body, batch.as_ref()),
+            reason: stream_reason(body, batch.as_ref()),
             attempts: request["approximateInvokeCount"]
                 .as_u64()
                 .and_then(|n| u32::try_from(n).ok())
@@ -442,10 +372,10 @@ impl AwsOperations {
                 .as_str()
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                 .map(|t| t.with_timezone(&Utc))
-                .or_else(|| millis_attribute(message, "SentTimestamp"))
+                .or(failure.last_modified)
                 .unwrap_or_else(Utc::now),
             message_id,
-            order_id: None,
+            order_id,
         }
     }
 }
@@ -484,12 +414,8 @@ impl Operations for AwsOperations {
                 }
             }
         }
-        for message in self
-            .reader
-            .dead_letter_queue_messages(&self.config.stream_failures_url)
-            .await?
-        {
-            dead_letters.push(self.stream_letter(&message));
+        for failure in self.stream_failures.list().await? {
+            dead_letters.push(self.stream_letter(&failure));
         }
         dead_letters.sort_by_key(|letter| letter.failed_at);
         let mut recent_errors: Vec<RecentError> = dead_letters
@@ -534,10 +460,6 @@ struct BatchInfo {
 }
 
 impl BatchInfo {
-    fn parse(body: &str) -> Option<BatchInfo> {
-        BatchInfo::from_value(&serde_json::from_str(body).ok()?)
-    }
-
     fn from_value(body: &Value) -> Option<BatchInfo> {
         let info = body.get("KinesisBatchInfo")?;
         let text = |key: &str| {
@@ -603,14 +525,6 @@ fn consumer_of(function: &str, consumers: &[String]) -> String {
         .unwrap_or_else(|| name.to_owned())
 }
 
-/// Kinesis sequence numbers are decimal strings longer than any integer
-/// type: the longer is the larger, and equal lengths compare as text.
-fn compare_sequence(a: &str, b: &str) -> Ordering {
-    let a = a.trim_start_matches('0');
-    let b = b.trim_start_matches('0');
-    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
-}
-
 fn receive_count(message: &SqsMessage) -> u32 {
     message
         .attributes
@@ -634,19 +548,6 @@ fn order_id_of(body: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sequence_numbers_compare_as_numbers() {
-        assert_eq!(compare_sequence("9", "10"), Ordering::Less);
-        assert_eq!(compare_sequence("10", "10"), Ordering::Equal);
-        assert_eq!(
-            compare_sequence(
-                "49601189658422359378836298522902373528957594348623495186",
-                "49601189658422359378836298521827638475320189012309704722"
-            ),
-            Ordering::Greater
-        );
-    }
 
     #[test]
     fn function_arns_name_their_consumer() {

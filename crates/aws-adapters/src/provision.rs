@@ -3,15 +3,19 @@
 //!
 //! In AWS the SAM and serverless templates own these resources; this
 //! mirrors what they declare: the table's key and `by-status` index (see
-//! [`crate::dynamo`]), an on-demand stream, and queues with a redrive policy
-//! to their dead-letter queue.
+//! [`crate::dynamo`]), an on-demand stream, queues with a redrive policy
+//! to their dead-letter queue, and the bucket failed stream batches are
+//! kept in. The table's DynamoDB stream is on, with new and old images:
+//! where the service cannot feed the Kinesis stream itself, the local
+//! runner feeds it from there ([`crate::table_feed`]).
 
 use std::time::Duration;
 
 use aws_sdk_dynamodb::client::Waiters as _;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
 };
 use aws_sdk_kinesis::client::Waiters as _;
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -67,6 +71,13 @@ pub async fn create_order_table(clients: &Clients, name: &str) -> Result<(), Sto
         .attribute_definitions(string_attribute("createdAt")?)
         .key_schema(key("pk", KeyType::Hash)?)
         .global_secondary_indexes(index)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .map_err(build_error)?,
+        )
         .send()
         .await
         .map_err(|e| store_error("CreateTable", &e))?;
@@ -128,6 +139,22 @@ pub async fn create_order_stream(
         .stream_description_summary()
         .map(|s| s.stream_arn().to_owned())
         .ok_or_else(|| StoreError::Failed(format!("stream {name}: no description")))
+}
+
+/// Creates the bucket failed stream batches are kept in, unless it is
+/// there already.
+pub async fn create_bucket(clients: &Clients, name: &str) -> Result<(), StoreError> {
+    match clients.s3.create_bucket().bucket(name).send().await {
+        Ok(_) => Ok(()),
+        Err(error)
+            if error.as_service_error().is_some_and(|e| {
+                e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists()
+            }) =>
+        {
+            Ok(())
+        }
+        Err(error) => Err(store_error("CreateBucket", &error)),
+    }
 }
 
 /// Where a queue's repeatedly failing messages go.

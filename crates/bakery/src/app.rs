@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::aws::Resources;
 use crate::config::{Backend as BackendKind, ServeConfig, Tuning};
-use crate::mappings::aws::{KinesisStream, SqsQueueSource};
+use crate::mappings::aws::{KinesisStream, SqsQueueSource, TableFeeder};
 use crate::mappings::embedded::{EmbeddedQueue, EmbeddedStream};
 use crate::mappings::{Handler, run_queue_consumer, run_stream_consumer};
 use crate::secrets::Secrets;
@@ -363,11 +363,7 @@ impl Parts {
     async fn aws(config: &ServeConfig) -> Result<Parts> {
         let resources = Resources::connect(&config.aws, &config.tuning, &config.mail_from).await?;
         let clients = &resources.clients;
-        let store = Arc::new(DynamoStore::new(
-            clients,
-            &resources.table,
-            &resources.stream,
-        ));
+        let store = Arc::new(DynamoStore::new(clients, &resources.table));
         let operations = resources.operations();
         let to_delivery = AdvanceThenSend {
             store: store.clone(),
@@ -457,7 +453,7 @@ impl Sources {
                         &resources.clients,
                         &resources.stream,
                         name,
-                        resources.stream_failures_url.clone(),
+                        &resources.stream_failures_bucket,
                         *poll,
                     )
                 };
@@ -470,7 +466,18 @@ impl Sources {
                         *poll,
                     )
                 };
-                vec![
+                let mut workers = Vec::new();
+                if resources.feeds_stream {
+                    let feeder = TableFeeder::open(
+                        &resources.clients,
+                        &resources.table,
+                        &resources.stream,
+                        *poll,
+                    )
+                    .await?;
+                    workers.push(tokio::spawn(feeder.run(stop.clone())));
+                }
+                workers.extend([
                     tokio::spawn(run_stream_consumer(
                         kinesis(names::NOTIFY_BAKER).await?,
                         names::NOTIFY_BAKER,
@@ -499,7 +506,8 @@ impl Sources {
                         tuning.clone(),
                         stop.clone(),
                     )),
-                ]
+                ]);
+                workers
             }
         })
     }

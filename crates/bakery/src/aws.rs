@@ -20,9 +20,12 @@ pub struct Resources {
     pub feedback_queue_url: String,
     pub delivery_dlq_url: String,
     pub feedback_dlq_url: String,
-    /// Where stream records go once their consumer gives up on them, as a
-    /// Kinesis event source mapping's on-failure destination.
-    pub stream_failures_url: String,
+    /// The bucket stream batches go to once their consumer gives up on
+    /// them, as a Kinesis event source mapping's on-failure destination.
+    pub stream_failures_bucket: String,
+    /// Whether this bakery feeds the stream from the table
+    /// ([`aws_adapters::table_feed`]).
+    pub feeds_stream: bool,
 }
 
 impl Resources {
@@ -51,7 +54,7 @@ impl Resources {
                         &self.feedback_dlq_url,
                     ),
                 ],
-                stream_failures_url: self.stream_failures_url.clone(),
+                stream_failures_bucket: self.stream_failures_bucket.clone(),
             },
         )
     }
@@ -75,8 +78,15 @@ impl Resources {
             .aws_order_stream
             .clone()
             .unwrap_or_else(|| config.name("orders"));
+        let stream_failures_bucket = stack
+            .aws_stream_failures_bucket
+            .clone()
+            .unwrap_or_else(|| config.name("stream-failures"));
         if config.aws_provision {
             provision_missing(&clients, &table, &stream, mail_from).await?;
+            provision::create_bucket(&clients, &stream_failures_bucket)
+                .await
+                .with_context(|| format!("bucket {stream_failures_bucket}"))?;
         }
         // A queue given by URL (a deployed stack's) is used as it is;
         // otherwise it is found, or created, by its name.
@@ -118,8 +128,8 @@ impl Resources {
             .await?,
             delivery_dlq_url: delivery_dlq,
             feedback_dlq_url: feedback_dlq,
-            stream_failures_url: queue("stream-failures", &stack.aws_stream_failures_url, None)
-                .await?,
+            stream_failures_bucket,
+            feeds_stream: config.feeds_stream(),
             clients,
             table,
             stream,

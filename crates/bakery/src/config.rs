@@ -185,7 +185,8 @@ pub struct AwsConfig {
 
     /// Resource names start with this: `<prefix>-orders` (table and
     /// stream), `<prefix>-delivery`, `<prefix>-feedback` and their
-    /// `-dlq`s, `<prefix>-stream-failures`.
+    /// `-dlq`s, `<prefix>-stream-failures` (the bucket of failed stream
+    /// batches).
     #[arg(
         long,
         env = "BAKERY_AWS_PREFIX",
@@ -199,6 +200,13 @@ pub struct AwsConfig {
     /// from the templates.
     #[arg(long, env = "BAKERY_AWS_PROVISION", global = true)]
     pub aws_provision: bool,
+
+    /// Feed the order stream from the table's DynamoDB stream, as Kinesis
+    /// Data Streams for DynamoDB does in AWS: for an emulator without that
+    /// feature. On with `--aws-provision` (a table it creates has no other
+    /// feed); a deployed stack's table feeds its stream itself.
+    #[arg(long, env = "BAKERY_AWS_FEED_STREAM", global = true)]
+    pub aws_feed_stream: bool,
 
     /// How often the stream and queue pollers look for new work, as
     /// Lambda's pollers do.
@@ -244,12 +252,18 @@ pub struct StackResources {
     /// Stack output `FeedbackDeadLetterQueueUrl`.
     #[arg(long, env = "BAKERY_AWS_FEEDBACK_DLQ_URL", global = true)]
     pub aws_feedback_dlq_url: Option<String>,
-    /// Stack output `StreamFailuresQueueUrl`.
-    #[arg(long, env = "BAKERY_AWS_STREAM_FAILURES_URL", global = true)]
-    pub aws_stream_failures_url: Option<String>,
+    /// The bucket failed stream batches are kept in (stack output
+    /// `StreamFailuresBucketName`).
+    #[arg(long, env = "BAKERY_AWS_STREAM_FAILURES_BUCKET", global = true)]
+    pub aws_stream_failures_bucket: Option<String>,
 }
 
 impl AwsConfig {
+    /// Whether this bakery plays the table's feed of the stream.
+    pub fn feeds_stream(&self) -> bool {
+        self.aws_feed_stream || self.aws_provision
+    }
+
     pub fn name(&self, what: &str) -> String {
         format!("{}-{what}", self.aws_prefix)
     }

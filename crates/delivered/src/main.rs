@@ -16,7 +16,7 @@ async fn main() -> Result<(), Error> {
     let feedback_queue = env::required("FEEDBACK_QUEUE_URL")?;
 
     let clients = Clients::from_env().await;
-    let store = Arc::new(DynamoStore::without_stream(&clients, table));
+    let store = Arc::new(DynamoStore::new(&clients, table));
     let deps = delivered::Deps {
         store: store.clone(),
         to_feedback: Arc::new(AdvanceThenSend {

@@ -18,7 +18,7 @@ async fn main() -> Result<(), Error> {
     let clients = Clients::from_env().await;
     let deps = dispatch::Deps {
         to_delivery: Arc::new(AdvanceThenSend {
-            store: Arc::new(DynamoStore::without_stream(&clients, table)),
+            store: Arc::new(DynamoStore::new(&clients, table)),
             queue: Arc::new(SqsQueue::new(&clients, delivery_queue)),
         }),
     };

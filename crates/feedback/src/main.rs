@@ -20,7 +20,7 @@ async fn main() -> Result<(), Error> {
     let clients = Clients::from_env().await;
     let customer_service = partner.build(&clients);
     let deps = feedback::Deps {
-        store: Arc::new(DynamoStore::without_stream(&clients, table)),
+        store: Arc::new(DynamoStore::new(&clients, table)),
         customer_service,
     };
     let deps = &deps;

@@ -22,6 +22,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 
+use crate::stream_record::{self, Decoded};
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_lambda_events::event::streams::KinesisEventResponse;
@@ -143,19 +144,27 @@ where
     F: Fn(Event) -> Fut,
     Fut: Future<Output = Result<(), StepError>>,
 {
-    // Group by partition key, keeping each order's records in sequence order.
+    // Group by order, keeping each order's records in sequence order. The
+    // order id, not the partition key: the table feed keys records by the
+    // item, not by the order.
     let mut groups: Vec<Vec<(String, Result<Event, StepError>)>> = Vec::new();
     let mut group_of_key: HashMap<String, usize> = HashMap::new();
     for record in batch.records {
         let sequence = record.kinesis.sequence_number.clone();
-        let decoded = Event::from_json(&record.kinesis.data)
-            .map_err(|e| StepError::Permanent(format!("record is not an order event: {e}")));
-        let index = *group_of_key
-            .entry(record.kinesis.partition_key.clone())
-            .or_insert_with(|| {
-                groups.push(Vec::new());
-                groups.len() - 1
-            });
+        let decoded = match stream_record::decode(&record.kinesis.data) {
+            Ok(Decoded::Event(event)) => Ok(*event),
+            // Filtered out by the event source mapping on AWS; done.
+            Ok(Decoded::NotAnEvent) => continue,
+            Err(why) => Err(StepError::Permanent(why)),
+        };
+        let group_key = match &decoded {
+            Ok(event) => event.order_id.to_string(),
+            Err(_) => record.kinesis.partition_key.clone(),
+        };
+        let index = *group_of_key.entry(group_key).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
         groups[index].push((sequence, decoded));
     }
 
@@ -285,6 +294,43 @@ mod tests {
             event.records.push(record);
         }
         event
+    }
+
+    /// `event` as the order table's feed puts it on the stream: the
+    /// change record of a new event item.
+    fn change_record(event_name: &str, pk: &str, event: &[u8]) -> Vec<u8> {
+        let json = serde_json::json!({
+            "eventName": event_name,
+            "eventSource": "aws:dynamodb",
+            "dynamodb": {
+                "Keys": {"pk": {"S": pk}},
+                "NewImage": {"pk": {"S": pk}, "event": {"S": String::from_utf8_lossy(event)}}
+            }
+        });
+        serde_json::to_vec(&json).unwrap()
+    }
+
+    #[tokio::test]
+    async fn change_records_of_event_items_are_events_and_other_changes_are_skipped() {
+        let batch = kinesis(&[
+            (9, "1", change_record("INSERT", "order#9", &order_event(9))),
+            (9, "2", change_record("INSERT", "event#9", &order_event(9))),
+            (9, "3", change_record("MODIFY", "event#9", &order_event(9))),
+            (8, "4", order_event(8)),
+        ]);
+        let seen = Mutex::new(Vec::new());
+        let report = for_each_event(batch, |event| {
+            let seen = &seen;
+            async move {
+                seen.lock().unwrap().push(event.order_id.0.as_u128());
+                Ok(())
+            }
+        })
+        .await;
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        let mut seen = seen.into_inner().unwrap();
+        seen.sort();
+        assert_eq!(seen, vec![8, 9], "one event each, the rest skipped");
     }
 
     #[tokio::test]

@@ -10,6 +10,8 @@
 //! - [`batch`]: running a handler over a Kinesis or SQS batch and reporting
 //!   the records that failed, as `ReportBatchItemFailures` expects.
 //! - [`partner`]: notifying a partner once per order step.
+//! - [`stream_record`]: the two envelopes an event comes in on the order
+//!   stream (the event itself, or the order table's change record on AWS).
 //!
 //! Both exist so each function crate holds only its own step's logic.
 
@@ -17,3 +19,4 @@ pub mod api_gateway;
 pub mod batch;
 pub mod http;
 pub mod partner;
+pub mod stream_record;

@@ -22,7 +22,7 @@ async fn main() -> Result<(), Error> {
 
     let clients = Clients::from_env().await;
     let deps = notify_baker::Deps {
-        store: Arc::new(DynamoStore::without_stream(&clients, table)),
+        store: Arc::new(DynamoStore::new(&clients, table)),
         mailer: Arc::new(SesMailer::from_env(&clients, mail_from)?),
         baker_email,
         api_url,

@@ -19,7 +19,7 @@ async fn main() -> Result<(), Error> {
     let clients = Clients::from_env().await;
     let delivery_company = partner.build(&clients);
     let deps = notify_delivery::Deps {
-        store: Arc::new(DynamoStore::without_stream(&clients, table)),
+        store: Arc::new(DynamoStore::new(&clients, table)),
         delivery_company,
     };
     let deps = &deps;

@@ -49,7 +49,7 @@ async fn main() -> Result<(), Error> {
     };
 
     let clients = Clients::from_env().await;
-    let store = Arc::new(DynamoStore::new(&clients, table, stream));
+    let store = Arc::new(DynamoStore::new(&clients, table));
     let catalog = Arc::new(catalog);
     let deps = order::Deps {
         store: store.clone(),

@@ -4,14 +4,22 @@
 //!
 //! The stream position and failure counts live in memory: after a restart
 //! the consumer reads the stream from the oldest record kept again, which
-//! the steps' deduplication makes harmless. Queue retries and dead letters
-//! are SQS's own: a failed message's visibility is set to the backoff, and
-//! the queue's redrive policy moves it to its dead-letter queue.
+//! the steps' deduplication makes harmless. A record given up on is kept
+//! whole in the stream-failures bucket, as an S3 on-failure destination
+//! keeps it ([`aws_adapters::stream_failures`]). Queue retries and dead
+//! letters are SQS's own: a failed message's visibility is set to the
+//! backoff, and the queue's redrive policy moves it to its dead-letter
+//! queue.
+//!
+//! [`TableFeeder`] plays the table's feed of the stream where the service
+//! cannot ([`aws_adapters::table_feed`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_adapters::stream_failures::{GaveUp, StreamFailures, on_failure_record};
+use aws_adapters::table_feed::TableFeed;
 use aws_adapters::{Clients, KinesisReader, SqsReader};
 use aws_lambda_events::event::kinesis::KinesisEventRecord;
 use aws_lambda_events::event::sqs::SqsMessage;
@@ -32,8 +40,7 @@ pub struct KinesisStream {
     /// Per shard, the last record taken: reads go on from here.
     cursors: HashMap<String, String>,
     failures: HashMap<String, u32>,
-    sqs: aws_sdk_sqs::Client,
-    failures_url: String,
+    kept: StreamFailures,
     poll: Duration,
 }
 
@@ -42,7 +49,7 @@ impl KinesisStream {
         clients: &Clients,
         stream: &str,
         consumer: &'static str,
-        failures_url: String,
+        failures_bucket: &str,
         poll: Duration,
     ) -> Result<KinesisStream, StoreError> {
         let reader = KinesisReader::open(clients, stream).await?;
@@ -55,8 +62,7 @@ impl KinesisStream {
             positions: HashMap::new(),
             cursors: HashMap::new(),
             failures: HashMap::new(),
-            sqs: clients.sqs.clone(),
-            failures_url,
+            kept: StreamFailures::new(clients, failures_bucket),
             poll,
         })
     }
@@ -128,37 +134,63 @@ impl StreamSource for KinesisStream {
         reason: &str,
         attempts: u32,
     ) -> Result<(), StoreError> {
-        // The shape of a Kinesis on-failure destination record: where the
-        // record is, not the record itself.
+        // What Lambda writes to an S3 on-failure destination: the record
+        // itself, not only where it was.
+        let (key, body) = on_failure_record(
+            &GaveUp {
+                function: self.consumer,
+                stream_arn: self.reader.stream_arn(),
+                shard_id: shard_of(record)?,
+                reason,
+                attempts,
+                at: chrono::Utc::now(),
+            },
+            std::slice::from_ref(record),
+        );
+        self.kept.keep(&key, &body).await?;
         let sequence = &record.kinesis.sequence_number;
-        let body = serde_json::json!({
-            "requestContext": {
-                "condition": "RetryAttemptsExhausted",
-                "functionArn": self.consumer,
-                "approximateInvokeCount": attempts,
-            },
-            "responseContext": { "reason": reason },
-            "KinesisBatchInfo": {
-                "shardId": shard_of(record)?,
-                "startSequenceNumber": sequence,
-                "endSequenceNumber": sequence,
-                "streamArn": self.reader.stream_arn(),
-                "batchSize": 1,
-            },
-        });
-        self.sqs
-            .send_message()
-            .queue_url(&self.failures_url)
-            .message_body(body.to_string())
-            .send()
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("SendMessage stream-failures: {e}")))?;
         self.failures.remove(sequence);
         self.checkpoint(record).await
     }
 
     async fn wait_for_more(&mut self, stop: &CancellationToken) {
         pause(stop, self.poll).await;
+    }
+}
+
+/// The table's feed of the stream, run until `stop`.
+pub struct TableFeeder {
+    feed: TableFeed,
+    poll: Duration,
+}
+
+impl TableFeeder {
+    pub async fn open(
+        clients: &Clients,
+        table: &str,
+        stream: &str,
+        poll: Duration,
+    ) -> Result<TableFeeder, StoreError> {
+        Ok(TableFeeder {
+            feed: TableFeed::open(clients, table, stream).await?,
+            poll,
+        })
+    }
+
+    /// Forwards the table's changes until `stop`, pausing when there are
+    /// none and after a failure (logged; the changes wait for the next
+    /// round).
+    pub async fn run(mut self, stop: CancellationToken) {
+        while !stop.is_cancelled() {
+            match self.feed.forward().await {
+                Ok(0) => pause(&stop, self.poll).await,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "the table's changes could not reach the stream; trying again");
+                    pause(&stop, self.poll).await;
+                }
+            }
+        }
     }
 }
 
