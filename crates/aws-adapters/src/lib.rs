@@ -27,6 +27,9 @@
 //! - [`ses`]: [`SesMailer`], the `Mailer` over SESv2.
 //! - [`readers`]: [`KinesisReader`] and [`SqsReader`], which read records and
 //!   messages in exactly the shape Lambda hands them to functions.
+//! - [`give_up`]: a deployed consumer settling what can never succeed
+//!   (kept in the stream-failures bucket, or sent to the dead-letter queue)
+//!   instead of letting its event source mapping retry it.
 //! - [`partner`]: a partner function's webhook or SES email, from the
 //!   environment.
 //! - [`operations`]: the web pages' ports on AWS: `OrderQueries` over
@@ -43,6 +46,7 @@ pub mod dynamo;
 pub mod emulator;
 pub mod env;
 mod error;
+pub mod give_up;
 pub mod logging;
 pub mod operations;
 pub mod partner;

@@ -1,5 +1,6 @@
-//! `DynamoStore` against moto's DynamoDB and Kinesis, read back through
-//! `KinesisReader`.
+//! `DynamoStore` against moto's DynamoDB, and the table feeding the
+//! Kinesis stream (`TableFeed`, as the local runner plays it), read back
+//! through `KinesisReader`.
 
 mod support;
 
@@ -7,14 +8,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use aws_adapters::provision::{create_order_stream, create_order_table};
+use aws_adapters::table_feed::TableFeed;
 use aws_adapters::{Clients, DynamoStore, KinesisReader};
 use aws_config::retry::RetryConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_kinesis::primitives::Blob;
 use chrono::Utc;
 use domain::events::{Event, EventType};
 use domain::memory::placed_order;
 use domain::ports::{Advanced, IdempotencyKey, NewOrder, OrderStore, Placed, StoreError};
 use domain::{Order, OrderId, Status, Step, StepDetails, Transition};
+use lambda_kit::stream_record::{self, Decoded};
 use support::{Moto, clients_for, free_port, unique};
 
 struct Setup {
@@ -23,6 +27,8 @@ struct Setup {
     table: String,
     stream: String,
     store: DynamoStore,
+    /// The table's feed of the stream.
+    feed: tokio::sync::Mutex<TableFeed>,
 }
 
 async fn setup(shards: u32) -> Setup {
@@ -34,13 +40,15 @@ async fn setup(shards: u32) -> Setup {
     create_order_stream(&clients, &stream, shards)
         .await
         .unwrap();
-    let store = DynamoStore::new(&clients, &table, &stream);
+    let store = DynamoStore::new(&clients, &table);
+    let feed = TableFeed::open(&clients, &table, &stream).await.unwrap();
     Setup {
         _moto: moto,
         clients,
         table,
         stream,
         store,
+        feed: tokio::sync::Mutex::new(feed),
     }
 }
 
@@ -75,16 +83,43 @@ fn public(mut event: Event) -> Event {
     event
 }
 
-/// Every event on the stream, shard by shard, in sequence order per shard.
-async fn stream_events(clients: &Clients, stream: &str) -> Vec<Event> {
-    let reader = KinesisReader::open(clients, stream).await.unwrap();
+/// Every event on the stream, shard by shard, in sequence order per shard,
+/// once the table has fed it every change so far.
+async fn stream_events(s: &Setup) -> Vec<Event> {
+    let mut feed = s.feed.lock().await;
+    while feed.forward().await.unwrap() > 0 {}
+    let reader = KinesisReader::open(&s.clients, &s.stream).await.unwrap();
     let mut events = Vec::new();
     for shard in reader.shards().await.unwrap() {
         for record in reader.read(&shard, None, 1000).await.unwrap() {
-            events.push(Event::from_json(&record.kinesis.data).unwrap());
+            if let Decoded::Event(event) = stream_record::decode(&record.kinesis.data).unwrap() {
+                events.push(*event);
+            }
         }
     }
     events
+}
+
+/// The event items in the table.
+async fn event_items(s: &Setup) -> Vec<HashMap<String, AttributeValue>> {
+    let scan = s
+        .clients
+        .dynamodb
+        .scan()
+        .table_name(&s.table)
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    scan.items()
+        .iter()
+        .filter(|item| {
+            item.get("pk")
+                .and_then(|pk| pk.as_s().ok())
+                .is_some_and(|pk| pk.starts_with("event#"))
+        })
+        .cloned()
+        .collect()
 }
 
 async fn order_items(clients: &Clients, table: &str) -> usize {
@@ -121,10 +156,7 @@ async fn a_placed_order_is_stored_with_its_token_hash_and_announced() {
     );
     assert_eq!(s.store.get(placed_order().order_id).await.unwrap(), None);
 
-    assert_eq!(
-        stream_events(&s.clients, &s.stream).await,
-        vec![public(new.event.clone())]
-    );
+    assert_eq!(stream_events(&s).await, vec![public(new.event.clone())]);
     let listed = s
         .store
         .orders_with_status(Status::Placed, 10)
@@ -134,7 +166,7 @@ async fn a_placed_order_is_stored_with_its_token_hash_and_announced() {
 }
 
 #[tokio::test]
-async fn the_same_key_replays_and_puts_the_event_again_a_different_request_is_refused() {
+async fn the_same_key_replays_and_announces_nothing_again_a_different_request_is_refused() {
     let s = setup(1).await;
     let first = new_order(Some(("key-1", "fingerprint-a")));
     assert!(matches!(
@@ -152,8 +184,8 @@ async fn the_same_key_replays_and_puts_the_event_again_a_different_request_is_re
     assert_eq!(s.store.place(&other).await.unwrap(), Placed::KeyReused);
 
     assert_eq!(order_items(&s.clients, &s.table).await, 1);
-    let events = stream_events(&s.clients, &s.stream).await;
-    assert_eq!(events.len(), 2, "the replay puts the event again");
+    let events = stream_events(&s).await;
+    assert_eq!(events.len(), 1, "one event: the replay wrote nothing");
     assert!(events.iter().all(|e| e.event_id == first.event.event_id));
     assert!(events.iter().all(|e| e.order_id == first.order.order_id));
 }
@@ -234,32 +266,49 @@ async fn a_key_expires_with_the_tables_ttl_after_the_window() {
 }
 
 #[tokio::test]
-async fn a_stream_failure_after_the_write_is_unavailable_and_a_replay_completes_it() {
+async fn an_order_and_its_event_are_written_together_or_not_at_all() {
     let s = setup(1).await;
-    let broken = DynamoStore::new(&s.clients, &s.table, "no-such-stream");
-    let first = new_order(Some(("key-2", "fingerprint")));
-    let error = broken.place(&first).await.unwrap_err();
-    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    let new = new_order(Some(("key-2", "fingerprint")));
+    s.store.place(&new).await.unwrap();
+    // Before anything reaches the stream, the table holds the event: the
+    // one write carried both.
+    let items = event_items(&s).await;
+    assert_eq!(items.len(), 1);
+    let item = &items[0];
     assert_eq!(
-        order_items(&s.clients, &s.table).await,
-        1,
-        "the order is stored"
+        item["pk"].as_s().unwrap(),
+        &format!("event#{}", new.event.event_id)
     );
-    assert!(stream_events(&s.clients, &s.stream).await.is_empty());
+    assert_eq!(item["eventType"].as_s().unwrap(), "order_placed");
+    let expires: i64 = item["expiresAt"].as_n().unwrap().parse().unwrap();
+    assert_eq!(
+        expires,
+        new.event.occurred_at.timestamp() + aws_adapters::dynamo::EVENT_KEPT.as_secs() as i64
+    );
+    let event = Event::from_json(item["event"].as_s().unwrap().as_bytes()).unwrap();
+    assert_eq!(event, public(new.event.clone()));
 
-    let retry = new_order(Some(("key-2", "fingerprint")));
-    assert_eq!(
-        s.store.place(&retry).await.unwrap(),
-        Placed::Replayed(first.order.clone())
-    );
-    assert_eq!(
-        order_items(&s.clients, &s.table).await,
-        1,
-        "no second order"
-    );
-    let events = stream_events(&s.clients, &s.stream).await;
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0], public(first.event));
+    // A refused write (the key reused with another request, an order id
+    // taken) writes no event either.
+    let other = new_order(Some(("key-2", "another fingerprint")));
+    assert_eq!(s.store.place(&other).await.unwrap(), Placed::KeyReused);
+    let mut taken = new_order(None);
+    taken.order.order_id = new.order.order_id;
+    assert!(s.store.place(&taken).await.is_err());
+    // A move without an announcement writes none.
+    s.store
+        .advance(&transition(&new.order, Status::Fulfilled), None)
+        .await
+        .unwrap();
+    s.store
+        .record_step(new.order.order_id, Step::BakerNotified, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(event_items(&s).await.len(), 1);
+    assert_eq!(order_items(&s.clients, &s.table).await, 1);
+
+    // The feed carries the table's every change; the consumers see one event.
+    assert_eq!(stream_events(&s).await, vec![public(new.event)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
@@ -296,13 +345,13 @@ async fn concurrent_advances_of_one_order_move_it_exactly_once() {
     assert_eq!(&stored, moved[0]);
     assert_eq!(stored.status, Status::Fulfilled);
     assert_eq!(stored.fulfillment_id.as_deref(), Some("oven-2"));
-    // Repeats put the same event again: one event id, one step time.
-    let fulfilled: Vec<Event> = stream_events(&s.clients, &s.stream)
+    // Only the winner wrote an event: one record, the winner's time.
+    let fulfilled: Vec<Event> = stream_events(&s)
         .await
         .into_iter()
         .filter(|e| e.event_type == EventType::OrderFulfilled)
         .collect();
-    assert_eq!(fulfilled.len(), 8);
+    assert_eq!(fulfilled.len(), 1);
     assert!(
         fulfilled
             .iter()
@@ -411,18 +460,25 @@ async fn the_reader_gives_lambda_shaped_records_in_order_per_order() {
         "0192f3a0-7c1e-7d00-8a00-000000000101",
         "0192f3a0-7c1e-7d00-8a00-000000000102",
     ];
-    let mut orders = Vec::new();
+    // Put straight on the stream, keyed by order, as the embedded stream
+    // keys them: the reader is what is under test.
+    let mut events = Vec::new();
     for id in ON_SHARD_0.iter().chain(&ON_SHARD_1) {
-        let mut new = new_order(None);
-        new.order.order_id = OrderId::parse(id).unwrap();
-        new.event = Event::new(EventType::OrderPlaced, &new.order, new.event.occurred_at);
-        s.store.place(&new).await.unwrap();
-        orders.push(new.order);
+        let mut order = placed_order();
+        order.order_id = OrderId::parse(id).unwrap();
+        events.push(Event::new(EventType::OrderPlaced, &order, Utc::now()));
+        order.status = Status::Fulfilled;
+        events.push(Event::new(EventType::OrderFulfilled, &order, Utc::now()));
     }
-    for order in &orders {
-        let t = transition(order, Status::Fulfilled);
-        s.store
-            .advance(&t, Some(EventType::OrderFulfilled))
+    events.sort_by_key(|e| e.event_type == EventType::OrderFulfilled);
+    for event in &events {
+        s.clients
+            .kinesis
+            .put_record()
+            .stream_name(&s.stream)
+            .partition_key(event.partition_key())
+            .data(Blob::new(event.to_json()))
+            .send()
             .await
             .unwrap();
     }
@@ -502,7 +558,7 @@ async fn the_reader_gives_lambda_shaped_records_in_order_per_order() {
 async fn sdk_errors_become_domain_errors() {
     let s = setup(1).await;
     // A missing table is configuration, not a passing problem: Failed.
-    let no_table = DynamoStore::new(&s.clients, "no-such-table", &s.stream);
+    let no_table = DynamoStore::new(&s.clients, "no-such-table");
     let error = no_table.get(placed_order().order_id).await.unwrap_err();
     assert!(
         matches!(error, StoreError::Failed(ref m) if m.contains("ResourceNotFound")),
@@ -520,63 +576,9 @@ async fn sdk_errors_become_domain_errors() {
         .with_max_attempts(2)
         .with_initial_backoff(std::time::Duration::from_millis(10));
     let nowhere = clients_for(&format!("http://127.0.0.1:{}", free_port()), Some(fast)).await;
-    let unreachable = DynamoStore::new(&nowhere, &s.table, &s.stream);
+    let unreachable = DynamoStore::new(&nowhere, &s.table);
     let error = unreachable.get(placed_order().order_id).await.unwrap_err();
     assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
     let error = unreachable.place(&new_order(None)).await.unwrap_err();
     assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
-}
-
-#[tokio::test]
-async fn a_store_without_a_stream_changes_orders_but_never_announces() {
-    let s = setup(1).await;
-    let table_only = DynamoStore::without_stream(&s.clients, &s.table);
-    let error = table_only.place(&new_order(None)).await.unwrap_err();
-    assert!(
-        matches!(error, StoreError::Failed(ref m) if m.contains("ORDER_STREAM")),
-        "{error:?}"
-    );
-    assert_eq!(
-        order_items(&s.clients, &s.table).await,
-        0,
-        "refused before writing"
-    );
-
-    let new = new_order(None);
-    s.store.place(&new).await.unwrap();
-    let announce = transition(&new.order, Status::Fulfilled);
-    let error = table_only
-        .advance(&announce, Some(EventType::OrderFulfilled))
-        .await
-        .unwrap_err();
-    assert!(matches!(error, StoreError::Failed(_)), "{error:?}");
-    assert_eq!(
-        table_only
-            .get(new.order.order_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
-        Status::Placed
-    );
-
-    let moved = table_only.advance(&announce, None).await.unwrap();
-    assert!(matches!(moved, Advanced::Moved(o) if o.status == Status::Fulfilled));
-    table_only
-        .record_step(new.order.order_id, Step::BakerNotified, Utc::now())
-        .await
-        .unwrap();
-    assert!(
-        s.store
-            .get(new.order.order_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .reached(Step::BakerNotified)
-    );
-    assert_eq!(
-        stream_events(&s.clients, &s.stream).await.len(),
-        1,
-        "only order_placed"
-    );
 }

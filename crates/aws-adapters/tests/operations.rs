@@ -1,13 +1,16 @@
 //! `AwsOperations` and `OrderQueries` over moto: queue depths, a
-//! dead-letter queue's message listed and redriven to its queue, a stream
-//! failure note redriven onto the stream, unknown ids.
+//! dead-letter queue's message listed and redriven to its queue, a failed
+//! stream batch kept in S3 and redriven onto the stream, unknown ids.
 
 mod support;
 
 use aws_adapters::operations::{AwsOperations, OperationsConfig, QueueUrls, STREAM_FAILURES};
-use aws_adapters::provision::{DeadLetter, create_order_stream, create_order_table, create_queue};
+use aws_adapters::provision::{
+    DeadLetter, create_bucket, create_order_stream, create_order_table, create_queue,
+};
+use aws_adapters::stream_failures::{GaveUp, StreamFailures, on_failure_record};
 use aws_adapters::{Clients, DynamoStore, KinesisReader, SqsQueue, SqsReader};
-use aws_sdk_kinesis::primitives::Blob;
+use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use domain::ports::{Operations, OrderQueries, Queue, QueueMessage};
 use support::{Moto, unique};
 
@@ -20,7 +23,7 @@ struct Bakery {
     stream: String,
     delivery: QueueUrls,
     feedback: QueueUrls,
-    stream_failures_url: String,
+    stream_failures_bucket: String,
     operations: AwsOperations,
 }
 
@@ -47,7 +50,8 @@ async fn bakery() -> Bakery {
             dead_letter_url,
         });
     }
-    let stream_failures_url = create_queue(&clients, &unique("stream-failures"), None)
+    let stream_failures_bucket = unique("stream-failures").to_lowercase();
+    create_bucket(&clients, &stream_failures_bucket)
         .await
         .unwrap();
     let operations = AwsOperations::new(
@@ -56,7 +60,7 @@ async fn bakery() -> Bakery {
             stream: stream.clone(),
             consumers: vec!["notify-baker".into(), "dispatch".into()],
             queues: queues.clone(),
-            stream_failures_url: stream_failures_url.clone(),
+            stream_failures_bucket: stream_failures_bucket.clone(),
         },
     );
     let feedback = queues.pop().unwrap();
@@ -67,7 +71,7 @@ async fn bakery() -> Bakery {
         stream,
         delivery,
         feedback,
-        stream_failures_url,
+        stream_failures_bucket,
         operations,
     }
 }
@@ -218,29 +222,30 @@ async fn redrive_finds_its_letter_among_others_and_leaves_them_visible() {
     assert_eq!(after.queues[1].visible, 1);
 }
 
+/// A record as a Kinesis event hands it to a consumer.
+fn kinesis_record(order: &str, sequence: &str, data: &str) -> KinesisEventRecord {
+    let mut record = KinesisEventRecord::default();
+    record.event_id = Some(format!("shardId-000000000000:{sequence}"));
+    record.kinesis.partition_key = order.into();
+    record.kinesis.sequence_number = sequence.into();
+    *record.kinesis.data = data.as_bytes().to_vec();
+    record
+}
+
 #[tokio::test]
-async fn a_stream_failure_is_listed_and_its_records_put_on_the_stream_again() {
+async fn a_stream_failure_is_kept_whole_listed_and_its_records_put_on_the_stream_again() {
     let bakery = bakery().await;
-    let kinesis = &bakery.clients.kinesis;
-    let mut sequences = Vec::new();
-    let mut shard = String::new();
-    for (i, order) in ["o-1", "o-2", "o-3"].iter().enumerate() {
-        let put = kinesis
-            .put_record()
-            .stream_name(&bakery.stream)
-            .partition_key(*order)
-            .data(Blob::new(format!(
-                r#"{{"eventId":"e-{i}","eventType":"order_fulfilled","orderId":"{order}"}}"#
-            )))
-            .send()
-            .await
-            .unwrap();
-        shard = put.shard_id().to_owned();
-        sequences.push(put.sequence_number().to_owned());
-    }
-    // What Lambda puts on the on-failure destination after the `dispatch`
-    // function kept failing on records 2 and 3.
-    let note = serde_json::json!({
+    let failures = StreamFailures::new(&bakery.clients, &bakery.stream_failures_bucket);
+    // What Lambda writes to the S3 destination after the `dispatch`
+    // function kept failing on two records: its note and, as `payload`,
+    // the invocation with the records themselves.
+    let records = [
+        kinesis_record("o-2", "1002", r#"{"eventId":"e-2","orderId":"o-2"}"#),
+        kinesis_record("o-3", "1003", r#"{"eventId":"e-3","orderId":"o-3"}"#),
+    ];
+    let mut payload = KinesisEvent::default();
+    payload.records = records.to_vec();
+    let object = serde_json::json!({
         "requestContext": {
             "requestId": "c9b8fa9f-5a7f-4a7f-af9c-0c604cde93a5",
             "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:bakery-prod-dispatch",
@@ -255,100 +260,102 @@ async fn a_stream_failure_is_listed_and_its_records_put_on_the_stream_again() {
         "version": "1.0",
         "timestamp": "2030-01-02T03:04:05.678Z",
         "KinesisBatchInfo": {
-            "shardId": shard,
-            "startSequenceNumber": sequences[1],
-            "endSequenceNumber": sequences[2],
+            "shardId": "shardId-000000000000",
+            "startSequenceNumber": "1002",
+            "endSequenceNumber": "1003",
             "batchSize": 2,
             "streamArn": "arn:aws:kinesis:us-east-1:123456789012:stream/orders"
-        }
+        },
+        "payload": serde_json::to_string(&payload).unwrap()
     });
-    bakery
-        .clients
-        .sqs
-        .send_message()
-        .queue_url(&bakery.stream_failures_url)
-        .message_body(note.to_string())
-        .send()
-        .await
-        .unwrap();
+    let key = "aws/lambda/3f2a/shardId-000000000000/2030/01/02/2030-01-02T03.04.05-1b2c";
+    failures.keep(key, &object).await.unwrap();
 
     let status = bakery.operations.status().await.unwrap();
     assert_eq!(status.dead_letters.len(), 1);
     let letter = &status.dead_letters[0];
-    assert!(
-        letter.id.starts_with(&format!("{STREAM_FAILURES}:")),
-        "{letter:?}"
-    );
+    assert_eq!(letter.id, format!("{STREAM_FAILURES}:{key}"));
     assert_eq!(letter.source, "dispatch");
     assert_eq!(letter.attempts, 6);
     assert_eq!(
         letter.reason,
         "RetryAttemptsExhausted: function error Unhandled, batch of 2 records"
     );
-    assert_eq!(
-        letter.message_id,
-        format!("{shard}:{}..{}", sequences[1], sequences[2])
-    );
+    assert_eq!(letter.message_id, "shardId-000000000000:1002..1003");
     assert_eq!(
         letter.failed_at.to_rfc3339(),
         "2030-01-02T03:04:05.678+00:00"
     );
     assert_eq!(status.recent_errors[0].source, "dispatch");
 
+    // The stream never held these records (as after its retention): the
+    // redrive puts them from the object.
     assert!(bakery.operations.redrive(letter.id.clone()).await.unwrap());
     let after = bakery.operations.status().await.unwrap();
-    assert!(after.dead_letters.is_empty(), "the note is deleted");
+    assert!(after.dead_letters.is_empty(), "the object is deleted");
     assert!(!bakery.operations.redrive(letter.id.clone()).await.unwrap());
 
     let reader = KinesisReader::open(&bakery.clients, &bakery.stream)
         .await
         .unwrap();
-    let records = reader.read(&shard, None, 100).await.unwrap();
-    assert_eq!(records.len(), 5, "two records put again");
-    for (again, original) in records[3..].iter().zip(&records[1..3]) {
+    let shard = reader.shards().await.unwrap().remove(0);
+    let put = reader.read(&shard, None, 100).await.unwrap();
+    assert_eq!(put.len(), 2, "the two records put again");
+    for (again, original) in put.iter().zip(&records) {
         assert_eq!(again.kinesis.partition_key, original.kinesis.partition_key);
         assert_eq!(again.kinesis.data.0, original.kinesis.data.0);
     }
-    assert_eq!(records[3].kinesis.partition_key, "o-2");
-    assert_eq!(records[4].kinesis.partition_key, "o-3");
 }
 
 #[tokio::test]
-async fn the_local_runners_stream_failure_note_is_read_too() {
-    // `bakery --backend aws` names the consumer, not a function ARN, and
-    // says why in `responseContext.reason`.
+async fn the_local_runners_stream_failure_is_read_too_and_a_pointer_alone_is_kept() {
+    // `bakery --backend aws` and the functions themselves name the
+    // consumer, not always a function ARN, and say why in
+    // `responseContext.reason`.
     let bakery = bakery().await;
-    let note = serde_json::json!({
-        "requestContext": {
-            "condition": "RetryAttemptsExhausted",
-            "functionArn": "notify-baker",
-            "approximateInvokeCount": 5
+    let failures = StreamFailures::new(&bakery.clients, &bakery.stream_failures_bucket);
+    let record = kinesis_record("o-7", "7", r#"{"not":"an event"}"#);
+    let (key, object) = on_failure_record(
+        &GaveUp {
+            function: "notify-baker",
+            stream_arn: "arn:aws:kinesis:us-east-1:123456789012:stream/orders",
+            shard_id: "shardId-000000000000",
+            reason: "permanent: mail rejected",
+            attempts: 1,
+            at: chrono::Utc::now(),
         },
-        "responseContext": { "reason": "mail refused" },
-        "KinesisBatchInfo": {
-            "shardId": "shardId-000000000000",
-            "startSequenceNumber": "7",
-            "endSequenceNumber": "7",
-            "batchSize": 1
-        }
-    });
-    bakery
-        .clients
-        .sqs
-        .send_message()
-        .queue_url(&bakery.stream_failures_url)
-        .message_body(note.to_string())
-        .send()
-        .await
-        .unwrap();
+        &[record],
+    );
+    failures.keep(&key, &object).await.unwrap();
     let status = bakery.operations.status().await.unwrap();
     let letter = &status.dead_letters[0];
     assert_eq!(letter.source, "notify-baker");
     assert_eq!(
         letter.reason,
-        "RetryAttemptsExhausted: mail refused, batch of 1 record"
+        "RetryAttemptsExhausted: permanent: mail rejected, function error Unhandled, batch of 1 record"
     );
     assert_eq!(letter.message_id, "shardId-000000000000:7");
+    assert_eq!(letter.attempts, 1);
+
+    // A record with only the pointer (an SQS-style note) has nothing to
+    // put back: redrive says so and keeps it.
+    failures
+        .keep(
+            "pointer-only",
+            &serde_json::json!({"KinesisBatchInfo": {"shardId": "s", "startSequenceNumber": "1", "endSequenceNumber": "1"}}),
+        )
+        .await
+        .unwrap();
+    let error = bakery
+        .operations
+        .redrive(format!("{STREAM_FAILURES}:pointer-only"))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("no payload"), "{error}");
+    assert_eq!(
+        bakery.operations.status().await.unwrap().dead_letters.len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -382,9 +389,7 @@ async fn orders_by_status_go_through_the_port() {
     let clients = moto.clients().await;
     let table = unique("orders");
     create_order_table(&clients, &table).await.unwrap();
-    let stream = unique("orders");
-    create_order_stream(&clients, &stream, 1).await.unwrap();
-    let store = DynamoStore::new(&clients, &table, &stream);
+    let store = DynamoStore::new(&clients, &table);
     let order = domain::memory::placed_order();
     let event = domain::events::Event::new(
         domain::events::EventType::OrderPlaced,

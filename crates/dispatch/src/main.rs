@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use aws_adapters::give_up::StreamGiveUp;
 use aws_adapters::{Clients, DynamoStore, SqsQueue, env};
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use domain::ports::AdvanceThenSend;
@@ -16,19 +17,17 @@ async fn main() -> Result<(), Error> {
     let delivery_queue = env::required("DELIVERY_QUEUE_URL")?;
 
     let clients = Clients::from_env().await;
+    let give_up = StreamGiveUp::from_env(&clients)?;
     let deps = dispatch::Deps {
         to_delivery: Arc::new(AdvanceThenSend {
             store: Arc::new(DynamoStore::new(&clients, table)),
             queue: Arc::new(SqsQueue::new(&clients, delivery_queue)),
         }),
     };
-    let deps = &deps;
+    let (deps, give_up) = (&deps, &give_up);
     lambda_runtime::run(service_fn(|event: LambdaEvent<KinesisEvent>| async move {
-        Ok::<_, Error>(
-            dispatch::handle(deps, event.payload)
-                .await
-                .kinesis_response(),
-        )
+        let report = dispatch::handle(deps, event.payload.clone()).await;
+        Ok::<_, Error>(give_up.settle(&event.payload, report).await)
     }))
     .await
 }

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use aws_adapters::give_up::QueueGiveUp;
 use aws_adapters::partner::PartnerConfig;
 use aws_adapters::{Clients, DynamoStore, env};
 use aws_lambda_events::event::sqs::SqsEvent;
@@ -19,13 +20,15 @@ async fn main() -> Result<(), Error> {
 
     let clients = Clients::from_env().await;
     let customer_service = partner.build(&clients);
+    let give_up = QueueGiveUp::from_env(&clients)?;
     let deps = feedback::Deps {
         store: Arc::new(DynamoStore::new(&clients, table)),
         customer_service,
     };
-    let deps = &deps;
+    let (deps, give_up) = (&deps, &give_up);
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(feedback::handle(deps, event.payload).await.sqs_response())
+        let report = feedback::handle(deps, event.payload.clone()).await;
+        Ok::<_, Error>(give_up.settle(&event.payload, report).await)
     }))
     .await
 }

@@ -10,7 +10,9 @@
 //! endpoints.
 
 use aws_adapters::emulator::Moto;
-use aws_adapters::provision::{DeadLetter, create_order_stream, create_order_table, create_queue};
+use aws_adapters::provision::{
+    DeadLetter, create_bucket, create_order_stream, create_order_table, create_queue,
+};
 use aws_adapters::{Clients, DynamoStore};
 use chrono::Utc;
 use domain::events::{Event, EventType};
@@ -114,8 +116,8 @@ pub struct Stack {
     pub delivery_dlq_url: String,
     pub feedback_queue_url: String,
     pub feedback_dlq_url: String,
-    /// The stream consumers' on-failure destination.
-    pub stream_failures_url: String,
+    /// The stream consumers' on-failure destination, a bucket.
+    pub stream_failures_bucket: String,
 }
 
 impl Stack {
@@ -153,9 +155,10 @@ impl Stack {
             .map_err(failed("a queue"))?;
             queues.push(queue);
         }
-        let stream_failures_url = create_queue(&clients, "bakery-StreamFailuresQueue", None)
+        let stream_failures_bucket = "bakery-streamfailuresbucket-1a2b3c4d5e6f".to_string();
+        create_bucket(&clients, &stream_failures_bucket)
             .await
-            .map_err(failed("the stream failures queue"))?;
+            .map_err(failed("the stream failures bucket"))?;
         clients
             .sesv2
             .create_email_identity()
@@ -178,7 +181,7 @@ impl Stack {
             delivery_dlq_url,
             feedback_queue_url,
             feedback_dlq_url,
-            stream_failures_url,
+            stream_failures_bucket,
         };
         for order in fixtures::orders() {
             stack.seed(order).await?;
@@ -188,7 +191,7 @@ impl Stack {
 
     /// The order store over this stack's table and stream.
     pub fn store(&self) -> DynamoStore {
-        DynamoStore::new(&self.clients, &self.table, &self.stream)
+        DynamoStore::new(&self.clients, &self.table)
     }
 
     /// Puts `order` in the table, walking it through the state machine to
@@ -261,25 +264,27 @@ impl Stack {
                 ("DELIVERY_DLQ_URL", &self.delivery_dlq_url),
                 ("FEEDBACK_QUEUE_URL", &self.feedback_queue_url),
                 ("FEEDBACK_DLQ_URL", &self.feedback_dlq_url),
-                ("STREAM_FAILURES_URL", &self.stream_failures_url),
+                ("STREAM_FAILURES_BUCKET", &self.stream_failures_bucket),
             ],
             Function::NotifyBaker => vec![
                 ("ORDERS_TABLE", table),
+                ("STREAM_FAILURES_BUCKET", &self.stream_failures_bucket),
                 ("MAIL_FROM", MAIL_FROM),
                 ("BAKER_EMAIL", BAKER_EMAIL),
                 ("PUBLIC_URL", PUBLIC_URL),
             ],
             Function::Fulfilled => vec![
                 ("ORDERS_TABLE", table),
-                ("ORDER_STREAM", &self.stream),
                 ("BAKER_TOKEN", fixtures::BAKER_TOKEN),
             ],
             Function::Dispatch => vec![
                 ("ORDERS_TABLE", table),
+                ("STREAM_FAILURES_BUCKET", &self.stream_failures_bucket),
                 ("DELIVERY_QUEUE_URL", &self.delivery_queue_url),
             ],
             Function::NotifyDelivery => vec![
                 ("ORDERS_TABLE", table),
+                ("DEAD_LETTER_QUEUE_URL", &self.delivery_dlq_url),
                 ("WEBHOOK_SECRET", WEBHOOK_SECRET),
                 ("MAIL_FROM", MAIL_FROM),
                 ("DELIVERY_EMAIL", DELIVERY_EMAIL),
@@ -290,6 +295,7 @@ impl Stack {
             ],
             Function::Feedback => vec![
                 ("ORDERS_TABLE", table),
+                ("DEAD_LETTER_QUEUE_URL", &self.feedback_dlq_url),
                 ("WEBHOOK_SECRET", WEBHOOK_SECRET),
                 ("MAIL_FROM", MAIL_FROM),
                 ("CUSTOMER_SERVICE_EMAIL", CUSTOMER_SERVICE_EMAIL),

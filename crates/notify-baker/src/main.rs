@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use aws_adapters::give_up::StreamGiveUp;
 use aws_adapters::{Clients, DynamoStore, SesMailer, env};
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -21,19 +22,17 @@ async fn main() -> Result<(), Error> {
         .unwrap_or_else(|| "$API_URL".to_owned());
 
     let clients = Clients::from_env().await;
+    let give_up = StreamGiveUp::from_env(&clients)?;
     let deps = notify_baker::Deps {
         store: Arc::new(DynamoStore::new(&clients, table)),
         mailer: Arc::new(SesMailer::from_env(&clients, mail_from)?),
         baker_email,
         api_url,
     };
-    let deps = &deps;
+    let (deps, give_up) = (&deps, &give_up);
     lambda_runtime::run(service_fn(|event: LambdaEvent<KinesisEvent>| async move {
-        Ok::<_, Error>(
-            notify_baker::handle(deps, event.payload)
-                .await
-                .kinesis_response(),
-        )
+        let report = notify_baker::handle(deps, event.payload.clone()).await;
+        Ok::<_, Error>(give_up.settle(&event.payload, report).await)
     }))
     .await
 }

@@ -3,6 +3,7 @@
 //! environment: a Kinesis event in, the partial batch response out, and
 //! the email in SES.
 
+use aws_adapters::stream_failures::StreamFailures;
 use lambda_check::stack::{BAKER_EMAIL, MAIL_FROM};
 use lambda_check::{Bootstrap, Function, Stack, fixtures};
 use serde_json::{Value, json};
@@ -27,8 +28,11 @@ async fn the_notify_baker_binary_answers_a_kinesis_event_through_the_runtime_api
         bootstrap.output()
     );
 
-    // The same process, a second invocation: the poison record is reported
-    // by its sequence number, the duplicate good one sends nothing again.
+    // The same process, a second invocation: the poison record can never
+    // succeed, so the function keeps it in the stream-failures bucket at
+    // once, with its reason, and reports nothing for the mapping to retry;
+    // the duplicate good one sends nothing again, the change of an order
+    // item is skipped.
     let (outcome, _) = bootstrap
         .invoke(&fixtures::text("kinesis-order-placed-with-poison.json"))
         .await
@@ -36,10 +40,26 @@ async fn the_notify_baker_binary_answers_a_kinesis_event_through_the_runtime_api
     let output = bootstrap.output();
     bootstrap.stop().await;
     let answer: Value = serde_json::from_str(outcome.response().unwrap()).unwrap();
+    assert_eq!(answer, json!({"batchItemFailures": []}), "{output}");
+    let failures = StreamFailures::new(&stack.clients, &stack.stream_failures_bucket);
+    let kept = failures.list().await.unwrap();
+    assert_eq!(kept.len(), 1, "{output}");
+    let records = kept[0].records().unwrap();
+    assert_eq!(records.len(), 1);
     assert_eq!(
-        answer,
-        json!({"batchItemFailures": [{"itemIdentifier": fixtures::POISON_SEQUENCE_NUMBER}]}),
-        "{output}"
+        records[0].kinesis.sequence_number,
+        fixtures::POISON_SEQUENCE_NUMBER
+    );
+    let reason = kept[0].record["responseContext"]["reason"]
+        .as_str()
+        .unwrap();
+    assert!(
+        reason.starts_with("permanent: record is not an order event"),
+        "{reason}"
+    );
+    assert_eq!(
+        kept[0].record["requestContext"]["functionArn"],
+        "bakery-notify-baker"
     );
 
     let sent = stack.moto.sent_emails().await;

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use aws_adapters::give_up::QueueGiveUp;
 use aws_adapters::partner::PartnerConfig;
 use aws_adapters::{Clients, DynamoStore, env};
 use aws_lambda_events::event::sqs::SqsEvent;
@@ -18,17 +19,15 @@ async fn main() -> Result<(), Error> {
 
     let clients = Clients::from_env().await;
     let delivery_company = partner.build(&clients);
+    let give_up = QueueGiveUp::from_env(&clients)?;
     let deps = notify_delivery::Deps {
         store: Arc::new(DynamoStore::new(&clients, table)),
         delivery_company,
     };
-    let deps = &deps;
+    let (deps, give_up) = (&deps, &give_up);
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(
-            notify_delivery::handle(deps, event.payload)
-                .await
-                .sqs_response(),
-        )
+        let report = notify_delivery::handle(deps, event.payload.clone()).await;
+        Ok::<_, Error>(give_up.settle(&event.payload, report).await)
     }))
     .await
 }

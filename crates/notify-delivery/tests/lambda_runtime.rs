@@ -22,12 +22,27 @@ async fn the_notify_delivery_binary_answers_an_sqs_event_through_the_runtime_api
     let output = bootstrap.output();
     bootstrap.stop().await;
 
+    // The poison message can never succeed: the function sends it to the
+    // dead-letter queue at once, with its reason, and reports nothing for
+    // the mapping to retry.
     let answer: Value = serde_json::from_str(outcome.response().unwrap()).unwrap();
-    assert_eq!(
-        answer,
-        json!({"batchItemFailures": [{"itemIdentifier": fixtures::POISON_DELIVERY_MESSAGE_ID}]}),
-        "{output}"
-    );
+    assert_eq!(answer, json!({"batchItemFailures": []}), "{output}");
+    let dead = stack
+        .clients
+        .sqs
+        .receive_message()
+        .queue_url(&stack.delivery_dlq_url)
+        .message_attribute_names("All")
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    let dead = dead.messages();
+    assert_eq!(dead.len(), 1, "{output}");
+    let reason = dead[0].message_attributes().unwrap()["reason"]
+        .string_value()
+        .unwrap();
+    assert!(reason.starts_with("permanent:"), "{reason}");
     let sent = stack.moto.sent_emails().await;
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0]["source"], MAIL_FROM);

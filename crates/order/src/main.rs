@@ -45,7 +45,7 @@ async fn main() -> Result<(), Error> {
                 dead_letter_url: env::required("FEEDBACK_DLQ_URL")?,
             },
         ],
-        stream_failures_url: env::required("STREAM_FAILURES_URL")?,
+        stream_failures_bucket: env::required("STREAM_FAILURES_BUCKET")?,
     };
 
     let clients = Clients::from_env().await;
