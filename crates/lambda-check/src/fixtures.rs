@@ -154,10 +154,12 @@ pub fn orders() -> [Order; 3] {
 mod tests {
     use super::*;
     use aws_lambda_events::event::kinesis::KinesisEvent;
-    use domain::events::Event;
+    use lambda_kit::stream_record::{self, Decoded};
 
     /// The Kinesis fixtures carry the same orders `order` builds, so a test
-    /// that seeds them and replays a fixture sees one consistent order.
+    /// that seeds them and replays a fixture sees one consistent order, in
+    /// the table's change record of its event item, as the table feeds the
+    /// stream.
     #[test]
     fn the_stream_fixtures_carry_the_seeded_orders() {
         for (name, order_id) in [
@@ -166,11 +168,15 @@ mod tests {
         ] {
             let batch: KinesisEvent = serde_json::from_str(&text(name)).unwrap();
             let record = &batch.records[0].kinesis;
-            let event = Event::from_json(&record.data).unwrap();
+            let Ok(Decoded::Event(event)) = stream_record::decode(&record.data) else {
+                panic!("{name}: not an event item's change record");
+            };
             let mut seeded = order(order_id);
             seeded.customer_token_hash = TokenHash::default();
             assert_eq!(event.order, seeded, "{name}");
-            assert_eq!(record.partition_key, order_id);
+            let change: serde_json::Value = serde_json::from_slice(&record.data).unwrap();
+            assert_eq!(change["eventName"], "INSERT");
+            assert_eq!(change["eventSource"], "aws:dynamodb");
             assert_eq!(record.sequence_number, GOOD_SEQUENCE_NUMBER);
         }
     }
