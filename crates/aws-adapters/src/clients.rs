@@ -19,6 +19,8 @@ pub struct Clients {
     pub kinesis: aws_sdk_kinesis::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub sesv2: aws_sdk_sesv2::Client,
+    /// The functions' secrets (`crate::secrets`).
+    pub ssm: aws_sdk_ssm::Client,
 }
 
 /// The configuration loader with the bakery's retry policy, reading region,
@@ -47,6 +49,7 @@ impl Clients {
             kinesis: aws_sdk_kinesis::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
             sesv2: aws_sdk_sesv2::Client::new(config),
+            ssm: aws_sdk_ssm::Client::new(config),
         }
     }
 

@@ -1,6 +1,6 @@
 //! The bakery's ports over AWS: the order table (DynamoDB) with the order
 //! stream it feeds (Kinesis), the delivery and feedback queues (SQS) and
-//! email (SESv2), plus readers of the stream and the queues for a local
+//! email (SESv2), the functions' secrets (SSM Parameter Store), plus readers of the stream and the queues for a local
 //! runner that plays Lambda's event source mappings against AWS.
 //!
 //! Every SDK error is translated into the domain's errors, so handlers never
@@ -13,7 +13,7 @@
 //!
 //! # Layout
 //!
-//! - [`clients`]: [`Clients`], the four SDK clients, built once per cold start
+//! - [`clients`]: [`Clients`], the five SDK clients, built once per cold start
 //!   from the environment (`AWS_ENDPOINT_URL` points them at an emulator).
 //! - [`env`]: reading a function's configuration from environment variables,
 //!   failing at cold start with the name of what is missing.
@@ -24,8 +24,11 @@
 //! - [`ses`]: [`SesMailer`], the `Mailer` over SESv2.
 //! - [`readers`]: [`KinesisReader`] and [`SqsReader`], which read records and
 //!   messages in exactly the shape Lambda hands them to functions.
-//! - [`partner`]: a partner function's webhook or SES email, from the
-//!   environment.
+//! - [`secrets`]: the functions' secrets as SecureString parameters in SSM
+//!   Parameter Store, named by the environment, read in one call at cold
+//!   start and refreshed through `lambda_kit::refresh`.
+//! - [`partner`]: a partner function's webhook (whose secret is in SSM) or
+//!   SES email, from the environment.
 //! - [`operations`]: the web pages' ports on AWS: `OrderQueries` over
 //!   [`DynamoStore`], and [`operations::AwsOperations`] (queue depths, dead
 //!   letters and stream failures, their redrive).
@@ -45,6 +48,7 @@ pub mod operations;
 pub mod partner;
 pub mod provision;
 pub mod readers;
+pub mod secrets;
 pub mod ses;
 pub mod sqs;
 

@@ -1,9 +1,12 @@
 //! The `fulfilled` Lambda function (API Gateway HTTP API):
 //! `POST /order/fulfilled` for the cake maker, over the DynamoDB order table
-//! and the Kinesis order stream. The handler lives in the library.
+//! and the Kinesis order stream, with the cake maker's token from SSM
+//! Parameter Store (`BAKER_TOKEN_PARAMETER`, refreshed as
+//! `aws_adapters::secrets` says). The handler lives in the library.
 
 use std::sync::Arc;
 
+use aws_adapters::secrets::{self, SecretsConfig};
 use aws_adapters::{Clients, DynamoStore, env};
 use domain::auth::TokenHash;
 use lambda_http::Error;
@@ -13,12 +16,17 @@ async fn main() -> Result<(), Error> {
     aws_adapters::logging::init();
     let table = env::required("ORDERS_TABLE")?;
     let stream = env::required("ORDER_STREAM")?;
-    let baker_token = TokenHash::of(&env::required("BAKER_TOKEN")?);
+    let secrets = SecretsConfig::from_env(&[secrets::BAKER_TOKEN])?;
 
     let clients = Clients::from_env().await;
-    let deps = fulfilled::Deps {
-        store: Arc::new(DynamoStore::new(&clients, table, stream)),
-        baker_token,
-    };
-    lambda_kit::api_gateway::run(fulfilled::router(deps)).await
+    let store = Arc::new(DynamoStore::new(&clients, table, stream));
+    let routers = secrets
+        .load_and_build(&clients.ssm, move |secrets| {
+            Ok(fulfilled::router(fulfilled::Deps {
+                store: store.clone(),
+                baker_token: TokenHash::of(secrets.get(secrets::BAKER_TOKEN)?),
+            }))
+        })
+        .await?;
+    lambda_kit::api_gateway::run_refreshing(routers).await
 }

@@ -10,10 +10,14 @@
 //! - [`batch`]: running a handler over a Kinesis or SQS batch and reporting
 //!   the records that failed, as `ReportBatchItemFailures` expects.
 //! - [`partner`]: notifying a partner once per order step.
+//! - [`refresh`]: secrets loaded at cold start and refreshed before an
+//!   invocation once they are old, with the handler rebuilt when they
+//!   change (the store itself is in `aws_adapters::secrets`).
 //!
-//! Both exist so each function crate holds only its own step's logic.
+//! They exist so each function crate holds only its own step's logic.
 
 pub mod api_gateway;
 pub mod batch;
 pub mod http;
 pub mod partner;
+pub mod refresh;

@@ -1,11 +1,13 @@
 //! The `notify-delivery` Lambda function: on messages from the SQS delivery
 //! queue, notifies the delivery company by signed webhook
-//! (`DELIVERY_WEBHOOK_URL`) or else by email through SES
+//! (`DELIVERY_WEBHOOK_URL`, with the secret from SSM Parameter Store named
+//! by `WEBHOOK_SECRET_PARAMETER`) or else by email through SES
 //! (`DELIVERY_EMAIL`). The handler lives in the library.
 
 use std::sync::Arc;
 
 use aws_adapters::partner::PartnerConfig;
+use aws_adapters::secrets::SecretsConfig;
 use aws_adapters::{Clients, DynamoStore, env};
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -15,17 +17,25 @@ async fn main() -> Result<(), Error> {
     aws_adapters::logging::init();
     let table = env::required("ORDERS_TABLE")?;
     let partner = PartnerConfig::from_env("DELIVERY_WEBHOOK_URL", "DELIVERY_EMAIL")?;
+    let secrets = SecretsConfig::from_env(partner.secret_parameters())?;
 
     let clients = Clients::from_env().await;
-    let delivery_company = partner.build(&clients);
-    let deps = notify_delivery::Deps {
-        store: Arc::new(DynamoStore::without_stream(&clients, table)),
-        delivery_company,
-    };
+    let store = Arc::new(DynamoStore::without_stream(&clients, table));
+    let partner = partner.build(&clients);
+    let deps = secrets
+        .load_and_build(&clients.ssm, move |secrets| {
+            Ok(notify_delivery::Deps {
+                store: store.clone(),
+                delivery_company: partner.notifier(secrets)?,
+            })
+        })
+        .await?;
     let deps = &deps;
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
+        // Before the batch, not on a timer: see `lambda_kit::refresh`.
+        let deps = deps.current().await;
         Ok::<_, Error>(
-            notify_delivery::handle(deps, event.payload)
+            notify_delivery::handle(&deps, event.payload)
                 .await
                 .sqs_response(),
         )
