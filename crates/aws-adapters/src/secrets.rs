@@ -21,6 +21,7 @@
 use std::time::Duration;
 
 use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
+use domain::auth::{CustomerTokens, TokenHash};
 use lambda_kit::refresh::{Load, Refreshing, StartError};
 
 use crate::env::{self, MissingVar};
@@ -32,6 +33,11 @@ pub const BAKER_TOKEN: &str = "BAKER_TOKEN_PARAMETER";
 pub const CUSTOMER_TOKEN_SECRET: &str = "CUSTOMER_TOKEN_SECRET_PARAMETER";
 /// Names the parameter holding the Standard Webhooks secret (`whsec_…`).
 pub const WEBHOOK_SECRET: &str = "WEBHOOK_SECRET_PARAMETER";
+
+/// The shortest cake maker's token taken (the local runner asks the same).
+pub const BAKER_TOKEN_MIN_CHARS: usize = 16;
+/// The shortest customer-token key taken.
+pub const CUSTOMER_TOKEN_SECRET_MIN_CHARS: usize = 32;
 
 /// How old loaded values may get, in seconds, before an invocation loads
 /// them again.
@@ -170,6 +176,33 @@ impl std::fmt::Debug for Secrets {
             .entries(self.values.iter().map(|(var, _)| var))
             .finish()
     }
+}
+
+/// The cake maker's token as the handlers hold it (its hash). A value too
+/// short to be a secret is refused: at cold start the function stops, on a
+/// refresh it keeps the previous token.
+pub fn baker_token(secrets: &Secrets) -> Result<TokenHash, String> {
+    let token = secrets.get(BAKER_TOKEN)?;
+    if token.chars().count() < BAKER_TOKEN_MIN_CHARS {
+        return Err(format!(
+            "the parameter {BAKER_TOKEN} names holds a cake maker's token shorter than \
+             {BAKER_TOKEN_MIN_CHARS} characters"
+        ));
+    }
+    Ok(TokenHash::of(token))
+}
+
+/// The customer tokens, derived with the key in SSM (at least 32
+/// characters, refused as [`baker_token`] refuses a short token).
+pub fn customer_tokens(secrets: &Secrets) -> Result<CustomerTokens, String> {
+    let key = secrets.get(CUSTOMER_TOKEN_SECRET)?;
+    if key.chars().count() < CUSTOMER_TOKEN_SECRET_MIN_CHARS {
+        return Err(format!(
+            "the parameter {CUSTOMER_TOKEN_SECRET} names holds a customer-token key shorter \
+             than {CUSTOMER_TOKEN_SECRET_MIN_CHARS} characters"
+        ));
+    }
+    Ok(CustomerTokens::new(key))
 }
 
 /// Reading the parameters failed. Names parameters, never holds a value.
@@ -316,6 +349,38 @@ mod tests {
                 .unwrap_err()
                 .contains(WEBHOOK_SECRET)
         );
+    }
+
+    #[test]
+    fn short_secrets_are_refused_without_being_shown() {
+        let secrets = Secrets::from_values(vec![
+            (BAKER_TOKEN, "short-token".into()),
+            (CUSTOMER_TOKEN_SECRET, "short-key".into()),
+        ]);
+        let error = baker_token(&secrets).unwrap_err();
+        assert!(
+            error.contains(BAKER_TOKEN) && !error.contains("short-token"),
+            "{error}"
+        );
+        let error = customer_tokens(&secrets).err().unwrap();
+        assert!(
+            error.contains(CUSTOMER_TOKEN_SECRET) && !error.contains("short-key"),
+            "{error}"
+        );
+
+        let secrets = Secrets::from_values(vec![
+            (BAKER_TOKEN, "a-long-enough-baker-token".into()),
+            (
+                CUSTOMER_TOKEN_SECRET,
+                "k".repeat(CUSTOMER_TOKEN_SECRET_MIN_CHARS),
+            ),
+        ]);
+        assert!(
+            baker_token(&secrets)
+                .unwrap()
+                .matches("a-long-enough-baker-token")
+        );
+        assert!(customer_tokens(&secrets).is_ok());
     }
 
     #[test]

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use aws_adapters::secrets::{self, SecretsConfig};
 use aws_adapters::{Clients, DynamoStore, env};
-use domain::auth::TokenHash;
 use lambda_http::Error;
 
 #[tokio::main]
@@ -24,7 +23,7 @@ async fn main() -> Result<(), Error> {
         .load_and_build(&clients.ssm, move |secrets| {
             Ok(fulfilled::router(fulfilled::Deps {
                 store: store.clone(),
-                baker_token: TokenHash::of(secrets.get(secrets::BAKER_TOKEN)?),
+                baker_token: secrets::baker_token(secrets)?,
             }))
         })
         .await?;

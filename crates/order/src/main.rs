@@ -17,7 +17,6 @@ use aws_adapters::operations::{AwsOperations, OperationsConfig, QueueUrls};
 use aws_adapters::secrets::{self, SecretsConfig};
 use aws_adapters::{Clients, DynamoStore, env};
 use domain::Catalog;
-use domain::auth::{CustomerTokens, TokenHash};
 use lambda_http::Error;
 
 /// The stream consumers, as the operator's page names them (and as their
@@ -59,11 +58,11 @@ async fn main() -> Result<(), Error> {
     let operations = Arc::new(AwsOperations::new(&clients, operations));
     let routers = secrets
         .load_and_build(&clients.ssm, move |secrets| {
-            let baker_token = TokenHash::of(secrets.get(secrets::BAKER_TOKEN)?);
+            let baker_token = secrets::baker_token(secrets)?;
             let deps = order::Deps {
                 store: store.clone(),
                 catalog: catalog.clone(),
-                customer_tokens: CustomerTokens::new(secrets.get(secrets::CUSTOMER_TOKEN_SECRET)?),
+                customer_tokens: secrets::customer_tokens(secrets)?,
                 baker_token,
                 // DynamoDB cannot say when an order changes, so reads with
                 // `waitFor` answer at once and clients poll.
