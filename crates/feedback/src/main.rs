@@ -18,16 +18,16 @@ async fn main() -> Result<(), Error> {
     let table = env::required("ORDERS_TABLE")?;
     let partner =
         PartnerConfig::from_env("CUSTOMER_SERVICE_WEBHOOK_URL", "CUSTOMER_SERVICE_EMAIL")?;
-    let secrets = SecretsConfig::from_env(partner.secret_parameters())?;
+    let secret_parameters = SecretsConfig::from_env(partner.secret_parameters())?;
 
     let clients = Clients::from_env().await;
     let store = Arc::new(DynamoStore::without_stream(&clients, table));
     let partner = partner.build(&clients);
-    let deps = secrets
-        .load_and_build(&clients.ssm, move |secrets| {
+    let deps = secret_parameters
+        .load_and_build(&clients.ssm, move |values| {
             Ok(feedback::Deps {
                 store: store.clone(),
-                customer_service: partner.notifier(secrets)?,
+                customer_service: partner.notifier(values)?,
             })
         })
         .await?;

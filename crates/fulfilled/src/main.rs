@@ -15,15 +15,15 @@ async fn main() -> Result<(), Error> {
     aws_adapters::logging::init();
     let table = env::required("ORDERS_TABLE")?;
     let stream = env::required("ORDER_STREAM")?;
-    let secrets = SecretsConfig::from_env(&[secrets::BAKER_TOKEN])?;
+    let secret_parameters = SecretsConfig::from_env(&[secrets::BAKER_TOKEN])?;
 
     let clients = Clients::from_env().await;
     let store = Arc::new(DynamoStore::new(&clients, table, stream));
-    let routers = secrets
-        .load_and_build(&clients.ssm, move |secrets| {
+    let routers = secret_parameters
+        .load_and_build(&clients.ssm, move |values| {
             Ok(fulfilled::router(fulfilled::Deps {
                 store: store.clone(),
-                baker_token: secrets::baker_token(secrets)?,
+                baker_token: secrets::baker_token(values)?,
             }))
         })
         .await?;

@@ -17,16 +17,16 @@ async fn main() -> Result<(), Error> {
     aws_adapters::logging::init();
     let table = env::required("ORDERS_TABLE")?;
     let partner = PartnerConfig::from_env("DELIVERY_WEBHOOK_URL", "DELIVERY_EMAIL")?;
-    let secrets = SecretsConfig::from_env(partner.secret_parameters())?;
+    let secret_parameters = SecretsConfig::from_env(partner.secret_parameters())?;
 
     let clients = Clients::from_env().await;
     let store = Arc::new(DynamoStore::without_stream(&clients, table));
     let partner = partner.build(&clients);
-    let deps = secrets
-        .load_and_build(&clients.ssm, move |secrets| {
+    let deps = secret_parameters
+        .load_and_build(&clients.ssm, move |values| {
             Ok(notify_delivery::Deps {
                 store: store.clone(),
-                delivery_company: partner.notifier(secrets)?,
+                delivery_company: partner.notifier(values)?,
             })
         })
         .await?;

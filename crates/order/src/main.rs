@@ -28,7 +28,8 @@ async fn main() -> Result<(), Error> {
     aws_adapters::logging::init();
     let table = env::required("ORDERS_TABLE")?;
     let stream = env::required("ORDER_STREAM")?;
-    let secrets = SecretsConfig::from_env(&[secrets::BAKER_TOKEN, secrets::CUSTOMER_TOKEN_SECRET])?;
+    let secret_parameters =
+        SecretsConfig::from_env(&[secrets::BAKER_TOKEN, secrets::CUSTOMER_TOKEN_SECRET])?;
     let catalog = match env::optional("CATALOG_JSON") {
         Some(json) => Catalog::from_json(&json).map_err(|e| format!("CATALOG_JSON: {e}"))?,
         None => Catalog::default(),
@@ -56,13 +57,13 @@ async fn main() -> Result<(), Error> {
     let store = Arc::new(DynamoStore::new(&clients, table, stream));
     let catalog = Arc::new(catalog);
     let operations = Arc::new(AwsOperations::new(&clients, operations));
-    let routers = secrets
-        .load_and_build(&clients.ssm, move |secrets| {
-            let baker_token = secrets::baker_token(secrets)?;
+    let routers = secret_parameters
+        .load_and_build(&clients.ssm, move |values| {
+            let baker_token = secrets::baker_token(values)?;
             let deps = order::Deps {
                 store: store.clone(),
                 catalog: catalog.clone(),
-                customer_tokens: secrets::customer_tokens(secrets)?,
+                customer_tokens: secrets::customer_tokens(values)?,
                 baker_token,
                 // DynamoDB cannot say when an order changes, so reads with
                 // `waitFor` answer at once and clients poll.
