@@ -85,9 +85,6 @@ done
 (
     cd "$scratch"
     node_modules/.bin/serverless package --stage ci --region us-east-1 \
-        --param="bakerToken=ci-dummy-baker-token" \
-        --param="customerTokenSecret=ci-dummy-customer-token-secret-0123" \
-        --param="webhookSecret=whsec_Y2ktZHVtbXk=" \
         --param="mailFrom=orders@bakery.invalid" \
         --param="bakerEmail=baker@bakery.invalid" \
         --param="deliveryEmail=delivery@courier.invalid" \

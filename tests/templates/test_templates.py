@@ -35,8 +35,8 @@ ENV = {
         {
             "ORDERS_TABLE",
             "ORDER_STREAM",
-            "BAKER_TOKEN",
-            "CUSTOMER_TOKEN_SECRET",
+            "BAKER_TOKEN_PARAMETER",
+            "CUSTOMER_TOKEN_SECRET_PARAMETER",
             # the operator's page
             "DELIVERY_QUEUE_URL",
             "DELIVERY_DLQ_URL",
@@ -48,22 +48,32 @@ ENV = {
         [],
     ),
     "notify-baker": ({"ORDERS_TABLE", "MAIL_FROM", "BAKER_EMAIL"}, {"PUBLIC_URL"}, []),
-    "fulfilled": ({"ORDERS_TABLE", "ORDER_STREAM", "BAKER_TOKEN"}, set(), []),
+    "fulfilled": ({"ORDERS_TABLE", "ORDER_STREAM", "BAKER_TOKEN_PARAMETER"}, set(), []),
     "dispatch": ({"ORDERS_TABLE", "DELIVERY_QUEUE_URL"}, set(), []),
     "notify-delivery": (
-        {"ORDERS_TABLE", "WEBHOOK_SECRET", "MAIL_FROM"},
-        set(),
+        {"ORDERS_TABLE", "MAIL_FROM"},
+        {"WEBHOOK_SECRET_PARAMETER"},
         [("DELIVERY_WEBHOOK_URL", "DELIVERY_EMAIL")],
     ),
     "delivered": ({"ORDERS_TABLE", "FEEDBACK_QUEUE_URL"}, set(), []),
     "feedback": (
-        {"ORDERS_TABLE", "WEBHOOK_SECRET", "MAIL_FROM"},
-        set(),
+        {"ORDERS_TABLE", "MAIL_FROM"},
+        {"WEBHOOK_SECRET_PARAMETER"},
         [("CUSTOMER_SERVICE_WEBHOOK_URL", "CUSTOMER_SERVICE_EMAIL")],
     ),
 }
 
-SECRET_ENV = {"BAKER_TOKEN": "BakerToken", "CUSTOMER_TOKEN_SECRET": "CustomerTokenSecret", "WEBHOOK_SECRET": "WebhookSecret"}
+# The secrets are SecureString parameters in SSM under the SecretsPath
+# parameter; the environment names them (variable -> name after the path).
+SECRET_PARAMETERS = {
+    "BAKER_TOKEN_PARAMETER": "baker-token",
+    "CUSTOMER_TOKEN_SECRET_PARAMETER": "customer-token-secret",
+    "WEBHOOK_SECRET_PARAMETER": "webhook-secret",
+}
+# The webhook secret is only named (and granted) with a webhook.
+WEBHOOK_CONDITION = {"notify-delivery": "HasDeliveryWebhook", "feedback": "HasCustomerServiceWebhook"}
+# What the environment held before the secrets moved to SSM: never again.
+PLAIN_SECRET_VARIABLES = {"BAKER_TOKEN", "CUSTOMER_TOKEN_SECRET", "WEBHOOK_SECRET"}
 
 # The web pages (crate web), which the order function serves on AWS.
 WEB_ROUTES = {
@@ -110,7 +120,9 @@ def _grant(actions, resources):
 STATUS_INDEX = "OrdersTable/index/by-status"
 
 # crate -> {action: {resource}}; a resource is a logical id, "ses-identity",
-# "log-group" (the function's own), STATUS_INDEX or "*".
+# "log-group" (the function's own), STATUS_INDEX, "ssm:<name>" (a secret
+# parameter under SecretsPath) or "*". No kms:Decrypt: the parameters use the
+# AWS managed key alias/aws/ssm.
 IAM = {
     "order": {
         **_grant(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem"], ["OrdersTable"]),
@@ -125,6 +137,7 @@ IAM = {
             ["DeliveryDeadLetterQueue", "FeedbackDeadLetterQueue", "StreamFailuresQueue"],
         ),
         "sqs:SendMessage": {"DeliveryQueue", "FeedbackQueue"},
+        "ssm:GetParameters": {"ssm:baker-token", "ssm:customer-token-secret"},
     },
     "notify-baker": {
         **_grant(KINESIS_READ, ["OrderStream"]),
@@ -135,6 +148,7 @@ IAM = {
     "fulfilled": {
         **_grant(["dynamodb:GetItem", "dynamodb:UpdateItem"], ["OrdersTable"]),
         "kinesis:PutRecord": {"OrderStream"},
+        "ssm:GetParameters": {"ssm:baker-token"},
     },
     "dispatch": {
         **_grant(KINESIS_READ, ["OrderStream"]),
@@ -145,6 +159,8 @@ IAM = {
         **_grant(SQS_CONSUME, ["DeliveryQueue"]),
         **_grant(["dynamodb:GetItem", "dynamodb:UpdateItem"], ["OrdersTable"]),
         "ses:SendEmail": {"ses-identity"},
+        # only with a webhook (WEBHOOK_CONDITION)
+        "ssm:GetParameters": {"ssm:webhook-secret"},
     },
     "delivered": {
         **_grant(["dynamodb:GetItem", "dynamodb:UpdateItem"], ["OrdersTable"]),
@@ -154,6 +170,8 @@ IAM = {
         **_grant(SQS_CONSUME, ["FeedbackQueue"]),
         **_grant(["dynamodb:GetItem", "dynamodb:UpdateItem"], ["OrdersTable"]),
         "ses:SendEmail": {"ses-identity"},
+        # only with a webhook (WEBHOOK_CONDITION)
+        "ssm:GetParameters": {"ssm:webhook-secret"},
     },
 }
 for _grants in IAM.values():
@@ -293,9 +311,27 @@ def sls_functions(sls):
 
 
 def statements(role):
+    """Every statement, those under an Fn::If condition included."""
     for policy in role["Properties"].get("Policies", []):
         stmts = policy["PolicyDocument"]["Statement"]
-        yield from (stmts if isinstance(stmts, list) else [stmts])
+        for st in stmts if isinstance(stmts, list) else [stmts]:
+            if "Fn::If" in st:
+                _, yes, no = st["Fn::If"]
+                yield from (b for b in (yes, no) if b != {"Ref": "AWS::NoValue"})
+            else:
+                yield st
+
+
+def conditional_statements(role):
+    """condition -> the statements that only hold under it."""
+    out = {}
+    for policy in role["Properties"].get("Policies", []):
+        for st in as_list(policy["PolicyDocument"]["Statement"]):
+            if "Fn::If" in st:
+                condition, yes, no = st["Fn::If"]
+                assert no == {"Ref": "AWS::NoValue"}, st
+                out.setdefault(condition, []).append(yes)
+    return out
 
 
 def as_list(value):
@@ -330,6 +366,13 @@ def resource_keys(value):
                 return {"ses-identity"}
             if ":logs:" in text and ":log-group:" in text:
                 return {"log-group"}
+            parameter = re.fullmatch(
+                r"arn:\$\{AWS::Partition\}:ssm:\$\{AWS::Region\}:\$\{AWS::AccountId\}"
+                r":parameter\$\{SecretsPath\}/([a-z-]+)",
+                text,
+            )
+            if parameter:
+                return {f"ssm:{parameter.group(1)}"}
     raise AssertionError(f"unexpected policy resource {value!r}")
 
 
@@ -379,7 +422,7 @@ def test_serverless_has_the_seven_functions_on_arm64_al2023(sls):
 # Environment.
 
 
-def check_env(crate, env, is_secret_ref):
+def check_env(crate, env):
     always, optional, pairs = ENV[crate]
     allowed = always | optional | {k for pair in pairs for k in pair}
     assert set(env) - allowed == set(), f"{crate}: variables not in the table: {set(env) - allowed}"
@@ -390,25 +433,25 @@ def check_env(crate, env, is_secret_ref):
         cond_b, b_then, b_else = env[email]["Fn::If"]
         assert cond_a == cond_b, f"{crate}: {url} and {email} hang on different conditions"
         assert a_else == {"Ref": "AWS::NoValue"} and b_then == {"Ref": "AWS::NoValue"}, crate
+    assert PLAIN_SECRET_VARIABLES & set(env) == set(), f"{crate}: a secret's value in the environment"
     for key, value in env.items():
-        if key in SECRET_ENV:
-            assert is_secret_ref(key, value), f"{crate}: {key} is not taken from a secret parameter: {value!r}"
+        if key not in SECRET_PARAMETERS:
+            continue
+        name = {"Fn::Sub": f"${{SecretsPath}}/{SECRET_PARAMETERS[key]}"}
+        if crate in WEBHOOK_CONDITION:
+            assert value == {"Fn::If": [WEBHOOK_CONDITION[crate], name, {"Ref": "AWS::NoValue"}]}, (crate, key)
+        else:
+            assert value == name, f"{crate}: {key} does not name its parameter under SecretsPath: {value!r}"
 
 
 def test_sam_env_matches_the_table(sam):
-    def is_secret_ref(key, value):
-        return value == {"Ref": SECRET_ENV[key]}
-
     for crate, fn in sam_functions(sam).items():
-        check_env(crate, fn["env"], is_secret_ref)
+        check_env(crate, fn["env"])
 
 
 def test_serverless_env_matches_the_table(sls):
-    def is_secret_ref(key, value):
-        return isinstance(value, str) and re.fullmatch(r"\$\{(param|ssm):[^}]+\}", value) is not None
-
     for crate, fn in sls_functions(sls).items():
-        check_env(crate, fn["env"], is_secret_ref)
+        check_env(crate, fn["env"])
 
 
 def test_both_files_give_the_same_variables(sam, sls):
@@ -421,15 +464,61 @@ def test_both_files_give_the_same_variables(sam, sls):
 # Secrets.
 
 
-def test_sam_secrets_are_noecho_parameters(sam):
-    params = sam["Parameters"]
-    assert params["BakerToken"]["NoEcho"] is True and params["BakerToken"]["MinLength"] >= 16
-    assert params["CustomerTokenSecret"]["NoEcho"] is True and params["CustomerTokenSecret"]["MinLength"] >= 32
-    assert params["WebhookSecret"]["NoEcho"] is True
-    assert params["WebhookSecret"]["AllowedPattern"].startswith("^whsec_")
-    for name in SECRET_ENV.values():
-        assert "Default" not in params[name], f"{name} has a default"
-        assert params[name]["Type"] == "String"
+def check_secrets_path(param):
+    assert param["Type"] == "String"
+    assert "NoEcho" not in param, "a path is not a secret"
+    pattern = re.compile(param["AllowedPattern"])
+    assert pattern.fullmatch("/bakery/prod") and not pattern.fullmatch("bakery/prod")
+    assert not pattern.fullmatch("/bakery/prod/"), "the names are put after the path with a /"
+
+
+def test_no_secret_is_a_template_parameter(sam, sls):
+    """The secrets live in SSM: the stacks take only where they are."""
+    for params in (sam["Parameters"], sls["resources"]["Parameters"]):
+        assert {"BakerToken", "CustomerTokenSecret", "WebhookSecret"} & set(params) == set()
+        assert not [name for name, p in params.items() if p.get("NoEcho")]
+    assert {"bakerToken", "customerTokenSecret", "webhookSecret"} & set(sls["params"]["default"]) == set()
+
+
+def test_sam_secrets_path(sam):
+    param = sam["Parameters"]["SecretsPath"]
+    check_secrets_path(param)
+    assert param["Default"] == "/bakery/prod"
+
+
+def test_serverless_secrets_path(sls):
+    param = sls["resources"]["Parameters"]["SecretsPath"]
+    check_secrets_path(param)
+    assert param["Default"] == "${param:secretsPath}"
+    assert sls["params"]["default"]["secretsPath"] == "/${self:service}/${sls:stage}"
+
+
+def check_secret_grants(crate, fn):
+    """A function may read exactly the parameters its environment names,
+    with a webhook's secret granted under the same condition as it is named."""
+    named = {SECRET_PARAMETERS[k] for k in fn["env"] if k in SECRET_PARAMETERS}
+    granted = {r.removeprefix("ssm:") for r in grants(fn["role"]).get("ssm:GetParameters", set())}
+    assert named == granted, crate
+    conditional = conditional_statements(fn["role"])
+    if crate in WEBHOOK_CONDITION:
+        assert set(conditional) == {WEBHOOK_CONDITION[crate]}, crate
+        (st,) = conditional[WEBHOOK_CONDITION[crate]]
+        assert st["Action"] == "ssm:GetParameters" and resource_keys(st["Resource"]) == {"ssm:webhook-secret"}
+    else:
+        assert conditional == {}, crate
+    for st in statements(fn["role"]):
+        for action in as_list(st["Action"]):
+            assert not action.startswith("kms:"), f"{crate}: alias/aws/ssm needs no KMS grant"
+
+
+def test_sam_secret_grants_match_the_parameters_named(sam):
+    for crate, fn in sam_functions(sam).items():
+        check_secret_grants(crate, fn)
+
+
+def test_serverless_secret_grants_match_the_parameters_named(sls):
+    for crate, fn in sls_functions(sls).items():
+        check_secret_grants(crate, fn)
 
 
 def test_sam_optional_parameters_default_to_empty(sam):
@@ -796,3 +885,17 @@ def test_roles_are_assumed_by_lambda_only(sam, sls):
         (st,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
         assert st["Principal"] == {"Service": "lambda.amazonaws.com"}
         assert st["Action"] == "sts:AssumeRole"
+
+
+def test_serverless_compiled_names_the_stages_secrets(sls_compiled):
+    """`serverless package` resolved the path to /bakery/<stage>, and the
+    compiled functions name their parameters under it, no value."""
+    default = sls_compiled["Parameters"]["SecretsPath"]["Default"]
+    assert re.fullmatch(r"/bakery/[a-z0-9-]+", default), default
+    for res in sls_compiled["Resources"].values():
+        if res["Type"] != "AWS::Lambda::Function":
+            continue
+        env = res["Properties"].get("Environment", {}).get("Variables", {})
+        assert PLAIN_SECRET_VARIABLES & set(env) == set()
+        for key in set(env) & set(SECRET_PARAMETERS):
+            assert f"${{SecretsPath}}/{SECRET_PARAMETERS[key]}" in json.dumps(env[key]), key

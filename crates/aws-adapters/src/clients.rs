@@ -24,6 +24,8 @@ pub struct Clients {
     /// The order table's change records, read only where the table cannot
     /// feed the stream itself (see [`crate::table_feed`]).
     pub dynamodb_streams: aws_sdk_dynamodbstreams::Client,
+    /// The functions' secrets (`crate::secrets`).
+    pub ssm: aws_sdk_ssm::Client,
 }
 
 /// The configuration loader with the bakery's retry policy, reading region,
@@ -60,6 +62,7 @@ impl Clients {
                     .build(),
             ),
             dynamodb_streams: aws_sdk_dynamodbstreams::Client::new(config),
+            ssm: aws_sdk_ssm::Client::new(config),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The bakery's ports over AWS: the order table (DynamoDB) with the order
-//! stream it feeds (Kinesis), failed stream batches (S3), the delivery and feedback queues (SQS) and
-//! email (SESv2), plus readers of the stream and the queues for a local
+//! stream it feeds (Kinesis), failed stream batches (S3), the delivery and
+//! feedback queues (SQS), email (SESv2) and the functions' secrets (SSM
+//! Parameter Store), plus readers of the stream and the queues for a local
 //! runner that plays Lambda's event source mappings against AWS.
 //!
 //! Every SDK error is translated into the domain's errors, so handlers never
@@ -30,8 +31,11 @@
 //! - [`give_up`]: a deployed consumer settling what can never succeed
 //!   (kept in the stream-failures bucket, or sent to the dead-letter queue)
 //!   instead of letting its event source mapping retry it.
-//! - [`partner`]: a partner function's webhook or SES email, from the
-//!   environment.
+//! - [`secrets`]: the functions' secrets as SecureString parameters in SSM
+//!   Parameter Store, named by the environment, read in one call at cold
+//!   start and refreshed through `lambda_kit::refresh`.
+//! - [`partner`]: a partner function's webhook (whose secret is in SSM) or
+//!   SES email, from the environment.
 //! - [`operations`]: the web pages' ports on AWS: `OrderQueries` over
 //!   [`DynamoStore`], and [`operations::AwsOperations`] (queue depths, dead
 //!   letters and stream failures, their redrive).
@@ -52,6 +56,7 @@ pub mod operations;
 pub mod partner;
 pub mod provision;
 pub mod readers;
+pub mod secrets;
 pub mod ses;
 pub mod sqs;
 pub mod stream_failures;

@@ -124,6 +124,13 @@ impl Bootstrap {
         })
     }
 
+    /// Whether the function has asked for an event yet (its first
+    /// `GET .../invocation/next`): a function that stops at cold start
+    /// must not have.
+    pub fn asked_for_an_event(&self) -> bool {
+        self.api.first_next_at().is_some()
+    }
+
     /// The process's peak resident set size so far (`VmHWM` in
     /// `/proc/<pid>/status`), KiB.
     pub fn peak_rss_kib(&self) -> Result<u64, String> {

@@ -2,8 +2,10 @@
 //! function's environment as the template sets it.
 //!
 //! One table, one stream, the delivery and feedback queues with their
-//! dead-letter queues, the stream consumers' failure queue, and the
-//! sender's SES identity; the three orders the
+//! dead-letter queues, the stream consumers' failure queue, the
+//! sender's SES identity, and the three secrets as SecureString
+//! parameters in SSM (which the deployer creates; the template only names
+//! them); the three orders the
 //! fixtures name are seeded in the states the fixtures expect (see
 //! [`crate::fixtures`]). The functions then reach moto through
 //! `AWS_ENDPOINT_URL`, exactly as they reach AWS through the default
@@ -28,6 +30,14 @@ pub const DELIVERY_EMAIL: &str = "dispatch@courier.example";
 pub const CUSTOMER_SERVICE_EMAIL: &str = "care@bakery.example";
 pub const CUSTOMER_TOKEN_SECRET: &str = "customer-token-secret-for-the-lambda-check-0123456789";
 pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// Where the secrets are in SSM: `SecretsPrefix` and the names
+/// `template.yaml` puts after it. The cake maker's token is
+/// [`fixtures::BAKER_TOKEN`].
+pub const SECRETS_PREFIX: &str = "/bakery/lambda-check";
+pub const BAKER_TOKEN_PARAMETER: &str = "/bakery/lambda-check/baker-token";
+pub const CUSTOMER_TOKEN_SECRET_PARAMETER: &str = "/bakery/lambda-check/customer-token-secret";
+pub const WEBHOOK_SECRET_PARAMETER: &str = "/bakery/lambda-check/webhook-secret";
 pub const PUBLIC_URL: &str = "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com";
 
 /// The seven functions, in flow order.
@@ -166,6 +176,13 @@ impl Stack {
             .send()
             .await
             .map_err(|e| format!("creating the SES identity: {e}"))?;
+        for (name, value) in [
+            (BAKER_TOKEN_PARAMETER, fixtures::BAKER_TOKEN),
+            (CUSTOMER_TOKEN_SECRET_PARAMETER, CUSTOMER_TOKEN_SECRET),
+            (WEBHOOK_SECRET_PARAMETER, WEBHOOK_SECRET),
+        ] {
+            put_secret(&clients, name, value).await?;
+        }
         let [
             delivery_dlq_url,
             delivery_queue_url,
@@ -187,6 +204,25 @@ impl Stack {
             stack.seed(order).await?;
         }
         Ok(stack)
+    }
+
+    /// Puts `value` as SecureString parameter `name`, overwriting it: what
+    /// `aws ssm put-parameter --type SecureString --overwrite` does when a
+    /// secret is rotated.
+    pub async fn put_secret(&self, name: &str, value: &str) -> Result<(), String> {
+        put_secret(&self.clients, name, value).await
+    }
+
+    /// Deletes parameter `name`.
+    pub async fn delete_secret(&self, name: &str) -> Result<(), String> {
+        self.clients
+            .ssm
+            .delete_parameter()
+            .name(name)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("deleting {name}: {e}"))
     }
 
     /// The order store over this stack's table and stream.
@@ -249,16 +285,21 @@ impl Stack {
     }
 
     /// `function`'s environment: the variables `template.yaml` sets for it
-    /// (partners reached by email, as when no webhook URL is given), and
-    /// the region, test credentials and moto's endpoint.
+    /// (partners reached by email, as when no webhook URL is given, so
+    /// without `WEBHOOK_SECRET_PARAMETER`), and the region, test credentials
+    /// and moto's endpoint. Secrets are only named: their values are in
+    /// moto's SSM.
     pub fn env(&self, function: Function) -> Vec<(String, String)> {
         let table = self.table.as_str();
         let mut vars: Vec<(&str, &str)> = match function {
             Function::Order => vec![
                 ("ORDERS_TABLE", table),
                 ("ORDER_STREAM", &self.stream),
-                ("BAKER_TOKEN", fixtures::BAKER_TOKEN),
-                ("CUSTOMER_TOKEN_SECRET", CUSTOMER_TOKEN_SECRET),
+                ("BAKER_TOKEN_PARAMETER", BAKER_TOKEN_PARAMETER),
+                (
+                    "CUSTOMER_TOKEN_SECRET_PARAMETER",
+                    CUSTOMER_TOKEN_SECRET_PARAMETER,
+                ),
                 // For the operator's page the function also serves.
                 ("DELIVERY_QUEUE_URL", &self.delivery_queue_url),
                 ("DELIVERY_DLQ_URL", &self.delivery_dlq_url),
@@ -275,7 +316,7 @@ impl Stack {
             ],
             Function::Fulfilled => vec![
                 ("ORDERS_TABLE", table),
-                ("BAKER_TOKEN", fixtures::BAKER_TOKEN),
+                ("BAKER_TOKEN_PARAMETER", BAKER_TOKEN_PARAMETER),
             ],
             Function::Dispatch => vec![
                 ("ORDERS_TABLE", table),
@@ -285,7 +326,6 @@ impl Stack {
             Function::NotifyDelivery => vec![
                 ("ORDERS_TABLE", table),
                 ("DEAD_LETTER_QUEUE_URL", &self.delivery_dlq_url),
-                ("WEBHOOK_SECRET", WEBHOOK_SECRET),
                 ("MAIL_FROM", MAIL_FROM),
                 ("DELIVERY_EMAIL", DELIVERY_EMAIL),
             ],
@@ -296,7 +336,6 @@ impl Stack {
             Function::Feedback => vec![
                 ("ORDERS_TABLE", table),
                 ("DEAD_LETTER_QUEUE_URL", &self.feedback_dlq_url),
-                ("WEBHOOK_SECRET", WEBHOOK_SECRET),
                 ("MAIL_FROM", MAIL_FROM),
                 ("CUSTOMER_SERVICE_EMAIL", CUSTOMER_SERVICE_EMAIL),
             ],
@@ -313,4 +352,18 @@ impl Stack {
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect()
     }
+}
+
+async fn put_secret(clients: &Clients, name: &str, value: &str) -> Result<(), String> {
+    clients
+        .ssm
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("putting SSM parameter {name}: {e}"))
 }

@@ -8,17 +8,43 @@
 //! named stage. The routers know the paths without a stage (`/order`), so
 //! [`without_stage`] takes the stage back off before routing: the same
 //! router answers `.../dev/order` and `.../order`.
+//!
+//! [`run_refreshing`] serves a router built from secrets that are refreshed
+//! (see [`crate::refresh`]): each request is routed by the router built from
+//! the current values.
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::http::Uri;
 use axum::http::uri::PathAndQuery;
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
+use tower::ServiceExt;
 use tower::util::MapRequest;
+
+use crate::refresh::{Load, Refreshing};
 
 /// `lambda_http::run` over [`without_stage`]: the `main` of an HTTP function.
 pub async fn run(router: Router) -> Result<(), lambda_http::Error> {
     lambda_http::run(without_stage(router)).await
+}
+
+/// [`run`] for a router rebuilt whenever the values it is built from
+/// change: the `main` of an HTTP function with secrets.
+pub async fn run_refreshing<L: Load>(
+    routers: Refreshing<L, Router>,
+) -> Result<(), lambda_http::Error> {
+    let routers = Arc::new(routers);
+    lambda_http::run(tower::service_fn(move |request: lambda_http::Request| {
+        let routers = routers.clone();
+        async move {
+            // Before routing, not on a timer: see `crate::refresh`.
+            let router = Router::clone(&*routers.current().await);
+            without_stage(router).oneshot(request).await
+        }
+    }))
+    .await
 }
 
 /// The router behind a step that removes the stage from the request path.

@@ -10,13 +10,17 @@
 //! - [`batch`]: running a handler over a Kinesis or SQS batch and reporting
 //!   the records that failed, as `ReportBatchItemFailures` expects.
 //! - [`partner`]: notifying a partner once per order step.
+//! - [`refresh`]: secrets loaded at cold start and refreshed before an
+//!   invocation once they are old, with the handler rebuilt when they
+//!   change (the store itself is in `aws_adapters::secrets`).
 //! - [`stream_record`]: the two envelopes an event comes in on the order
 //!   stream (the event itself, or the order table's change record on AWS).
 //!
-//! Both exist so each function crate holds only its own step's logic.
+//! They exist so each function crate holds only its own step's logic.
 
 pub mod api_gateway;
 pub mod batch;
 pub mod http;
 pub mod partner;
+pub mod refresh;
 pub mod stream_record;

@@ -1,12 +1,14 @@
 //! The `notify-delivery` Lambda function: on messages from the SQS delivery
 //! queue, notifies the delivery company by signed webhook
-//! (`DELIVERY_WEBHOOK_URL`) or else by email through SES
+//! (`DELIVERY_WEBHOOK_URL`, with the secret from SSM Parameter Store named
+//! by `WEBHOOK_SECRET_PARAMETER`) or else by email through SES
 //! (`DELIVERY_EMAIL`). The handler lives in the library.
 
 use std::sync::Arc;
 
 use aws_adapters::give_up::QueueGiveUp;
 use aws_adapters::partner::PartnerConfig;
+use aws_adapters::secrets::SecretsConfig;
 use aws_adapters::{Clients, DynamoStore, env};
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -16,17 +18,25 @@ async fn main() -> Result<(), Error> {
     aws_adapters::logging::init();
     let table = env::required("ORDERS_TABLE")?;
     let partner = PartnerConfig::from_env("DELIVERY_WEBHOOK_URL", "DELIVERY_EMAIL")?;
+    let secret_parameters = SecretsConfig::from_env(partner.secret_parameters())?;
 
     let clients = Clients::from_env().await;
-    let delivery_company = partner.build(&clients);
     let give_up = QueueGiveUp::from_env(&clients)?;
-    let deps = notify_delivery::Deps {
-        store: Arc::new(DynamoStore::new(&clients, table)),
-        delivery_company,
-    };
+    let store = Arc::new(DynamoStore::new(&clients, table));
+    let partner = partner.build(&clients);
+    let deps = secret_parameters
+        .load_and_build(&clients.ssm, move |values| {
+            Ok(notify_delivery::Deps {
+                store: store.clone(),
+                delivery_company: partner.notifier(values)?,
+            })
+        })
+        .await?;
     let (deps, give_up) = (&deps, &give_up);
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
-        let report = notify_delivery::handle(deps, event.payload.clone()).await;
+        // Before the batch, not on a timer: see `lambda_kit::refresh`.
+        let deps = deps.current().await;
+        let report = notify_delivery::handle(&deps, event.payload.clone()).await;
         Ok::<_, Error>(give_up.settle(&event.payload, report).await)
     }))
     .await

@@ -4,14 +4,19 @@
 //! the shop, order tracking, the cake maker's list and the operator's view
 //! over the queues, dead-letter queues and stream failures. The handlers
 //! live in the libraries.
+//!
+//! The cake maker's token and the customer-token key come from SSM
+//! Parameter Store (`BAKER_TOKEN_PARAMETER`,
+//! `CUSTOMER_TOKEN_SECRET_PARAMETER`); the routers are rebuilt when a
+//! refresh finds them changed (`aws_adapters::secrets`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_adapters::operations::{AwsOperations, OperationsConfig, QueueUrls};
+use aws_adapters::secrets::{self, SecretsConfig};
 use aws_adapters::{Clients, DynamoStore, env};
 use domain::Catalog;
-use domain::auth::{CustomerTokens, TokenHash};
 use lambda_http::Error;
 
 /// The stream consumers, as the operator's page names them (and as their
@@ -23,8 +28,8 @@ async fn main() -> Result<(), Error> {
     aws_adapters::logging::init();
     let table = env::required("ORDERS_TABLE")?;
     let stream = env::required("ORDER_STREAM")?;
-    let customer_tokens = CustomerTokens::new(env::required("CUSTOMER_TOKEN_SECRET")?);
-    let baker_token = TokenHash::of(&env::required("BAKER_TOKEN")?);
+    let secret_parameters =
+        SecretsConfig::from_env(&[secrets::BAKER_TOKEN, secrets::CUSTOMER_TOKEN_SECRET])?;
     let catalog = match env::optional("CATALOG_JSON") {
         Some(json) => Catalog::from_json(&json).map_err(|e| format!("CATALOG_JSON: {e}"))?,
         None => Catalog::default(),
@@ -51,21 +56,28 @@ async fn main() -> Result<(), Error> {
     let clients = Clients::from_env().await;
     let store = Arc::new(DynamoStore::new(&clients, table));
     let catalog = Arc::new(catalog);
-    let deps = order::Deps {
-        store: store.clone(),
-        catalog: catalog.clone(),
-        customer_tokens,
-        baker_token,
-        // DynamoDB cannot say when an order changes, so reads with
-        // `waitFor` answer at once and clients poll.
-        max_wait: Duration::ZERO,
-    };
-    let pages = web::router(web::WebDeps {
-        order_api: order::router(deps.clone()),
-        queries: store,
-        operations: Arc::new(AwsOperations::new(&clients, operations)),
-        catalog,
-        baker_token,
-    });
-    lambda_kit::api_gateway::run(order::router(deps).merge(pages)).await
+    let operations = Arc::new(AwsOperations::new(&clients, operations));
+    let routers = secret_parameters
+        .load_and_build(&clients.ssm, move |values| {
+            let baker_token = secrets::baker_token(values)?;
+            let deps = order::Deps {
+                store: store.clone(),
+                catalog: catalog.clone(),
+                customer_tokens: secrets::customer_tokens(values)?,
+                baker_token,
+                // DynamoDB cannot say when an order changes, so reads with
+                // `waitFor` answer at once and clients poll.
+                max_wait: Duration::ZERO,
+            };
+            let pages = web::router(web::WebDeps {
+                order_api: order::router(deps.clone()),
+                queries: store.clone(),
+                operations: operations.clone(),
+                catalog: catalog.clone(),
+                baker_token,
+            });
+            Ok(order::router(deps).merge(pages))
+        })
+        .await?;
+    lambda_kit::api_gateway::run_refreshing(routers).await
 }
