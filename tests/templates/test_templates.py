@@ -42,22 +42,23 @@ ENV = {
             "DELIVERY_DLQ_URL",
             "FEEDBACK_QUEUE_URL",
             "FEEDBACK_DLQ_URL",
-            "STREAM_FAILURES_URL",
+            "STREAM_FAILURES_BUCKET",
         },
         {"CATALOG_JSON"},
         [],
     ),
-    "notify-baker": ({"ORDERS_TABLE", "MAIL_FROM", "BAKER_EMAIL"}, {"PUBLIC_URL"}, []),
-    "fulfilled": ({"ORDERS_TABLE", "ORDER_STREAM", "BAKER_TOKEN_PARAMETER"}, set(), []),
-    "dispatch": ({"ORDERS_TABLE", "DELIVERY_QUEUE_URL"}, set(), []),
+    "notify-baker": ({"ORDERS_TABLE", "MAIL_FROM", "BAKER_EMAIL", "STREAM_FAILURES_BUCKET"}, {"PUBLIC_URL"}, []),
+    # The table feeds the stream: fulfilled never writes to it.
+    "fulfilled": ({"ORDERS_TABLE", "BAKER_TOKEN_PARAMETER"}, set(), []),
+    "dispatch": ({"ORDERS_TABLE", "DELIVERY_QUEUE_URL", "STREAM_FAILURES_BUCKET"}, set(), []),
     "notify-delivery": (
-        {"ORDERS_TABLE", "MAIL_FROM"},
+        {"ORDERS_TABLE", "MAIL_FROM", "DEAD_LETTER_QUEUE_URL"},
         {"WEBHOOK_SECRET_PARAMETER"},
         [("DELIVERY_WEBHOOK_URL", "DELIVERY_EMAIL")],
     ),
     "delivered": ({"ORDERS_TABLE", "FEEDBACK_QUEUE_URL"}, set(), []),
     "feedback": (
-        {"ORDERS_TABLE", "MAIL_FROM"},
+        {"ORDERS_TABLE", "MAIL_FROM", "DEAD_LETTER_QUEUE_URL"},
         {"WEBHOOK_SECRET_PARAMETER"},
         [("CUSTOMER_SERVICE_WEBHOOK_URL", "CUSTOMER_SERVICE_EMAIL")],
     ),
@@ -119,6 +120,9 @@ def _grant(actions, resources):
 # The order function's index: the cake maker's page lists orders by status.
 STATUS_INDEX = "OrdersTable/index/by-status"
 
+# The stream-failures bucket's objects (`${StreamFailuresBucket.Arn}/*`).
+FAILURE_OBJECTS = "StreamFailuresBucket/*"
+
 # crate -> {action: {resource}}; a resource is a logical id, "ses-identity",
 # "log-group" (the function's own), STATUS_INDEX, "ssm:<name>" (a secret
 # parameter under SecretsPath) or "*". No kms:Decrypt: the parameters use the
@@ -127,14 +131,17 @@ IAM = {
     "order": {
         **_grant(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem"], ["OrdersTable"]),
         "dynamodb:Query": {STATUS_INDEX},
-        # PutRecord for orders; the rest for the operator's page: reading a
-        # failed stream range and putting it again, queue depths, looking at
-        # and redriving dead letters and stream failure notes.
-        **_grant(["kinesis:PutRecord", "kinesis:GetShardIterator", "kinesis:GetRecords"], ["OrderStream"]),
+        # Orders reach the stream through the table. The operator's page:
+        # redriving a kept stream batch (read from the bucket, put on the
+        # stream, deleted), queue depths, looking at and redriving dead
+        # letters.
+        "kinesis:PutRecord": {"OrderStream"},
+        "s3:ListBucket": {"StreamFailuresBucket"},
+        **_grant(["s3:GetObject", "s3:DeleteObject"], [FAILURE_OBJECTS]),
         "sqs:GetQueueAttributes": {"DeliveryQueue", "FeedbackQueue"},
         **_grant(
             ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"],
-            ["DeliveryDeadLetterQueue", "FeedbackDeadLetterQueue", "StreamFailuresQueue"],
+            ["DeliveryDeadLetterQueue", "FeedbackDeadLetterQueue"],
         ),
         "sqs:SendMessage": {"DeliveryQueue", "FeedbackQueue"},
         "ssm:GetParameters": {"ssm:baker-token", "ssm:customer-token-secret"},
@@ -143,20 +150,27 @@ IAM = {
         **_grant(KINESIS_READ, ["OrderStream"]),
         **_grant(["dynamodb:GetItem", "dynamodb:UpdateItem"], ["OrdersTable"]),
         "ses:SendEmail": {"ses-identity"},
-        "sqs:SendMessage": {"StreamFailuresQueue"},
+        # The mapping's S3 on-failure destination, and the function's own
+        # keeping of a record that can never succeed.
+        "s3:ListBucket": {"StreamFailuresBucket"},
+        "s3:PutObject": {FAILURE_OBJECTS},
     },
     "fulfilled": {
-        **_grant(["dynamodb:GetItem", "dynamodb:UpdateItem"], ["OrdersTable"]),
-        "kinesis:PutRecord": {"OrderStream"},
+        # The move and its event item, one transaction; no stream write.
+        **_grant(["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"], ["OrdersTable"]),
         "ssm:GetParameters": {"ssm:baker-token"},
     },
     "dispatch": {
         **_grant(KINESIS_READ, ["OrderStream"]),
         **_grant(["dynamodb:GetItem", "dynamodb:UpdateItem"], ["OrdersTable"]),
-        "sqs:SendMessage": {"DeliveryQueue", "StreamFailuresQueue"},
+        "sqs:SendMessage": {"DeliveryQueue"},
+        "s3:ListBucket": {"StreamFailuresBucket"},
+        "s3:PutObject": {FAILURE_OBJECTS},
     },
     "notify-delivery": {
         **_grant(SQS_CONSUME, ["DeliveryQueue"]),
+        # a message that can never succeed, with its reason
+        "sqs:SendMessage": {"DeliveryDeadLetterQueue"},
         **_grant(["dynamodb:GetItem", "dynamodb:UpdateItem"], ["OrdersTable"]),
         "ses:SendEmail": {"ses-identity"},
         # only with a webhook (WEBHOOK_CONDITION)
@@ -168,6 +182,7 @@ IAM = {
     },
     "feedback": {
         **_grant(SQS_CONSUME, ["FeedbackQueue"]),
+        "sqs:SendMessage": {"FeedbackDeadLetterQueue"},
         **_grant(["dynamodb:GetItem", "dynamodb:UpdateItem"], ["OrdersTable"]),
         "ses:SendEmail": {"ses-identity"},
         # only with a webhook (WEBHOOK_CONDITION)
@@ -187,7 +202,7 @@ DATA_RESOURCES = [
     "DeliveryDeadLetterQueue",
     "FeedbackQueue",
     "FeedbackDeadLetterQueue",
-    "StreamFailuresQueue",
+    "StreamFailuresBucket",
 ]
 
 # --------------------------------------------------------------------------
@@ -373,6 +388,9 @@ def resource_keys(value):
             )
             if parameter:
                 return {f"ssm:{parameter.group(1)}"}
+            objects = re.fullmatch(r"\$\{(\w+)\.Arn\}/\*", text)
+            if objects:
+                return {f"{objects.group(1)}/*"}
     raise AssertionError(f"unexpected policy resource {value!r}")
 
 
@@ -576,9 +594,12 @@ def check_stream_mapping(crate, p, event_type):
     assert p["BisectBatchOnFunctionError"] is True, crate
     assert 0 <= p["MaximumRetryAttempts"] <= 10, crate
     assert 60 <= p["MaximumRecordAgeInSeconds"] <= 24 * 3600, crate
-    assert getatt_id(p["DestinationConfig"]["OnFailure"]["Destination"]) == "StreamFailuresQueue", crate
+    assert getatt_id(p["DestinationConfig"]["OnFailure"]["Destination"]) == "StreamFailuresBucket", crate
     patterns = [json.loads(f["Pattern"]) for f in p["FilterCriteria"]["Filters"]]
-    assert patterns == [{"data": {"eventType": [event_type]}}], crate
+    # The table feeds the stream: only new event items of this type.
+    assert patterns == [
+        {"data": {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"eventType": {"S": [event_type]}}}}}
+    ], crate
 
 
 def check_queue_mapping(crate, p):
@@ -596,7 +617,6 @@ def test_sam_event_source_mappings(sam):
         assert len(sqs) == (crate in QUEUE_CONSUMERS), crate
         for p in kinesis:
             assert getatt_id(p["Stream"]) == "OrderStream"
-            assert p["DestinationConfig"]["OnFailure"]["Type"] == "SQS"
             check_stream_mapping(crate, p, STREAM_CONSUMERS[crate])
         for p in sqs:
             assert getatt_id(p["Queue"]) == QUEUE_CONSUMERS[crate]
@@ -612,7 +632,9 @@ def test_serverless_event_source_mappings(sls):
         for s in streams:
             assert s["type"] == "kinesis"
             assert getatt_id(s["arn"]) == "OrderStream"
-            assert s["destinations"]["onFailure"]["type"] == "sqs"
+            # The bucket is the destination, set in resources.extensions.
+            assert "destinations" not in s
+            extension = sls["resources"]["extensions"][SLS_MAPPING_IDS[crate]]
             check_stream_mapping(
                 crate,
                 {
@@ -623,7 +645,7 @@ def test_serverless_event_source_mappings(sls):
                     "BisectBatchOnFunctionError": s["bisectBatchOnFunctionError"],
                     "MaximumRetryAttempts": s["maximumRetryAttempts"],
                     "MaximumRecordAgeInSeconds": s["maximumRecordAgeInSeconds"],
-                    "DestinationConfig": {"OnFailure": {"Destination": s["destinations"]["onFailure"]["arn"]}},
+                    "DestinationConfig": extension["Properties"]["DestinationConfig"],
                     "FilterCriteria": {"Filters": [{"Pattern": json.dumps(p)} for p in s["filterPatterns"]]},
                 },
                 STREAM_CONSUMERS[crate],
@@ -638,6 +660,13 @@ def test_serverless_event_source_mappings(sls):
                     "ScalingConfig": {"MaximumConcurrency": q["maximumConcurrency"]},
                 },
             )
+
+
+# The logical ids the framework gives the stream mappings.
+SLS_MAPPING_IDS = {
+    "notify-baker": "NotifyDashbakerEventSourceMappingKinesisOrderStream",
+    "dispatch": "DispatchEventSourceMappingKinesisOrderStream",
+}
 
 
 def compiled_mappings(template):
@@ -657,7 +686,7 @@ def check_compiled_mappings(template):
             kinds["kinesis"] += 1
             assert p["BisectBatchOnFunctionError"] is True, logical_id
             assert 0 <= p["MaximumRetryAttempts"] <= 10, logical_id
-            assert getatt_id(p["DestinationConfig"]["OnFailure"]["Destination"]) == "StreamFailuresQueue"
+            assert getatt_id(p["DestinationConfig"]["OnFailure"]["Destination"]) == "StreamFailuresBucket"
         else:
             kinds["sqs"] += 1
             assert source in QUEUE_CONSUMERS.values(), logical_id
@@ -687,7 +716,12 @@ def check_queues(resources, functions_timeout):
         assert resources[dlq]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600, dlq
         consumer = next(c for c, q in QUEUE_CONSUMERS.items() if q == queue)
         assert p["VisibilityTimeout"] >= 6 * functions_timeout[consumer], queue
-    assert resources["StreamFailuresQueue"]["Type"] == "AWS::SQS::Queue"
+    bucket = resources["StreamFailuresBucket"]
+    assert bucket["Type"] == "AWS::S3::Bucket"
+    # Kept until an operator acts: no lifecycle expiry, kept with the stack.
+    assert "LifecycleConfiguration" not in bucket["Properties"]
+    assert bucket["DeletionPolicy"] == "Retain"
+    assert all(bucket["Properties"]["PublicAccessBlockConfiguration"].values())
 
 
 def test_sam_queues_have_dead_letter_queues(sam):
@@ -725,6 +759,18 @@ def test_table_schema(sam):
     assert gsi["Projection"] == {"ProjectionType": "ALL"}
     types = {a["AttributeName"]: a["AttributeType"] for a in p["AttributeDefinitions"]}
     assert types == {"pk": "S", "status": "S", "createdAt": "S"}
+
+
+def test_the_table_feeds_the_stream_in_both_files(sam, sls):
+    """No dual write: the steps write the table, and the table the stream."""
+    for resources in (sam["Resources"], sls["resources"]["Resources"]):
+        spec = resources["OrdersTable"]["Properties"]["KinesisStreamSpecification"]
+        assert getatt_id(spec["StreamArn"]) == "OrderStream"
+        assert spec["ApproximateCreationDateTimePrecision"] == "MILLISECOND"
+    # Only the operator's redrive puts records on the stream itself.
+    for functions in (sam_functions(sam), sls_functions(sls)):
+        writers = {c for c, f in functions.items() if "kinesis:PutRecord" in grants(f["role"])}
+        assert writers == {"order"}
 
 
 def test_stream(sam):
@@ -773,7 +819,7 @@ def test_sam_outputs(sam):
         "DeliveryDeadLetterQueueUrl",
         "FeedbackQueueUrl",
         "FeedbackDeadLetterQueueUrl",
-        "StreamFailuresQueueUrl",
+        "StreamFailuresBucketName",
     } <= outputs
 
 
