@@ -229,8 +229,8 @@ async fn bakery_dlq_finds_a_deployed_stacks_queues_by_their_urls() {
             .unwrap();
         urls.insert(queue, url);
     }
-    // CloudFormation names buckets in lower case.
-    let bucket = format!("{stack}-streamfailuresbucket-1a2b3c4d");
+    // CloudFormation names buckets in lower case, within 63 characters.
+    let bucket = format!("shop-streamfailuresbucket-{}", &stack[5..17]);
     aws_adapters::provision::create_bucket(&clients, &bucket)
         .await
         .unwrap();

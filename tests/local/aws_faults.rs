@@ -634,13 +634,19 @@ async fn aws_ses_refusing_an_email_dead_letters_it_at_once_and_redrive_sends_it(
 
 #[tokio::test]
 async fn aws_ses_send_rate_paces_a_backlog_and_spends_no_tries() {
-    const ORDERS: usize = 60;
+    const ORDERS: usize = 300;
+    const RATE: u32 = 20;
     let rig = Rig::start().await;
     // One try per record: a send that failed on throttling would be
     // dead-lettered at once, so none may. The bakery is told the account's
-    // send rate, 5 a second.
+    // send rate, RATE a second.
     let mut bakery = rig
-        .bakery(&["--max-tries", "1", "--aws-ses-max-send-rate", "5"])
+        .bakery(&[
+            "--max-tries",
+            "1",
+            "--aws-ses-max-send-rate",
+            &RATE.to_string(),
+        ])
         .await;
     // A backlog, as after an outage: the bakery is down while orders reach
     // the table (written straight to the emulator), which feeds the stream.
@@ -661,10 +667,10 @@ async fn aws_ses_send_rate_paces_a_backlog_and_spends_no_tries() {
             .unwrap();
         placed.push(new.order.order_id.to_string());
     }
-    // SES takes 5 emails a second and answers the rest 429
+    // SES takes RATE emails a second and answers the rest 429
     // TooManyRequestsException. Unpaced, the consumer's 32 concurrent sends
     // would be throttled far past the SDK's own three attempts.
-    rig.proxy.throttle(SES_SEND_EMAIL, 5);
+    rig.proxy.throttle(SES_SEND_EMAIL, RATE as usize);
     let started = Instant::now();
     bakery.restart().await;
     let emails = eventually("a baker email for every order", LIMIT * 2, || async {
@@ -688,7 +694,7 @@ async fn aws_ses_send_rate_paces_a_backlog_and_spends_no_tries() {
     );
     assert!(rig.kept_stream_failures().await.is_empty());
     eprintln!(
-        "aws ses send rate: a backlog of {ORDERS} orders drained in {drained:.1?} at SES's 5/s; \
+        "aws ses send rate: a backlog of {ORDERS} orders drained in {drained:.1?} at SES's {RATE}/s; \
          SendEmail forwarded {}, throttled {}; 0 dead letters",
         ses.forwarded, ses.failed
     );

@@ -78,7 +78,10 @@ impl Bakery {
             .args(["--partner-timeout-ms", "2000"])
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env("BAKERY_LOG", "warn")
+            .env(
+                "BAKERY_LOG",
+                std::env::var("TEST_BAKERY_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);

@@ -35,16 +35,26 @@ pub struct Moto {
 /// two compare-and-sets on the same version can both succeed. One request
 /// at a time, a lost race in a test is the bakery's doing, never the
 /// emulator's. (The tests' fault proxy does the same in front of it.)
+///
+/// The table's DynamoDB Streams requests take the same turn: the emulator
+/// applies a transaction's writes one by one and undoes them all if one
+/// fails, and a change record read in between would be of a write that
+/// never happened. DynamoDB shows a transaction's changes only once it
+/// commits.
 const ONE_DYNAMODB_REQUEST_AT_A_TIME: &str = "\
 import threading
 from moto.dynamodb.responses import DynamoHandler
+from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 from moto.server import main
 _turn = threading.Lock()
-_answer = DynamoHandler.call_action
-def _one_at_a_time(self):
-    with _turn:
-        return _answer(self)
-DynamoHandler.call_action = _one_at_a_time
+def _taking_turns(handler):
+    answer = handler.call_action
+    def one_at_a_time(self):
+        with _turn:
+            return answer(self)
+    handler.call_action = one_at_a_time
+_taking_turns(DynamoHandler)
+_taking_turns(DynamoDBStreamsHandler)
 main()
 ";
 

@@ -16,7 +16,7 @@
 //! ids they have handled. Records of one item keep their order, as they
 //! do in the service; records of different items may interleave.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use aws_sdk_dynamodbstreams::types::{AttributeValue, OperationType, Record, ShardIteratorType};
 use aws_sdk_kinesis::primitives::Blob;
@@ -44,9 +44,8 @@ pub struct TableFeed {
     source_arn: String,
     /// Per shard of the DynamoDB stream, the last change forwarded.
     forwarded: HashMap<String, String>,
-    /// Per shard, where the next read goes on (`None` once a closed shard
-    /// is read to its end).
-    iterators: HashMap<String, Option<String>>,
+    /// Shards closed and read to their end.
+    closed: HashSet<String>,
 }
 
 impl TableFeed {
@@ -82,7 +81,7 @@ impl TableFeed {
             region: clients.region().unwrap_or_else(|| "us-east-1".into()),
             source_arn,
             forwarded: HashMap::new(),
-            iterators: HashMap::new(),
+            closed: HashSet::new(),
         })
     }
 
@@ -114,58 +113,48 @@ impl TableFeed {
     }
 
     async fn forward_shard(&mut self, shard: &str) -> Result<usize, StoreError> {
-        let iterator = match self.iterators.get(shard) {
-            Some(None) => return Ok(0), // closed and read to its end
-            Some(Some(iterator)) => iterator.clone(),
-            None => {
-                let request = self
-                    .streams
-                    .get_shard_iterator()
-                    .stream_arn(&self.source_arn)
-                    .shard_id(shard);
-                let request = match self.forwarded.get(shard) {
-                    Some(sequence) => request
-                        .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
-                        .sequence_number(sequence),
-                    None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
-                };
-                let output = request
-                    .send()
-                    .await
-                    .map_err(|e| store_error("GetShardIterator", &e))?;
-                match output.shard_iterator {
-                    Some(iterator) => iterator,
-                    None => return Ok(0),
-                }
-            }
+        if self.closed.contains(shard) {
+            return Ok(0);
+        }
+        // A fresh iterator every round, from the last change forwarded: an
+        // iterator kept across rounds can outlive what it reads (it expires
+        // after 15 minutes; an emulator may even replace the shard under it).
+        let request = self
+            .streams
+            .get_shard_iterator()
+            .stream_arn(&self.source_arn)
+            .shard_id(shard);
+        let request = match self.forwarded.get(shard) {
+            Some(sequence) => request
+                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                .sequence_number(sequence),
+            None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
         };
-        let page = match self
+        let Some(iterator) = request
+            .send()
+            .await
+            .map_err(|e| store_error("GetShardIterator", &e))?
+            .shard_iterator
+        else {
+            return Ok(0);
+        };
+        let page = self
             .streams
             .get_records()
             .shard_iterator(iterator)
             .send()
             .await
-        {
-            Ok(page) => page,
-            Err(error) => {
-                // An expired iterator is fetched again from the last change
-                // forwarded.
-                self.iterators.remove(shard);
-                return Err(store_error("GetRecords", &error));
-            }
-        };
+            .map_err(|e| store_error("GetRecords", &e))?;
         let records = page.records();
         for chunk in records.chunks(PUT_BATCH) {
-            if let Err(error) = self.put(chunk).await {
-                self.iterators.remove(shard);
-                return Err(error);
-            }
+            self.put(chunk).await?;
             if let Some(last) = chunk.last().and_then(|r| r.dynamodb()?.sequence_number()) {
                 self.forwarded.insert(shard.to_owned(), last.to_owned());
             }
         }
-        self.iterators
-            .insert(shard.to_owned(), page.next_shard_iterator.clone());
+        if page.next_shard_iterator.is_none() {
+            self.closed.insert(shard.to_owned());
+        }
         Ok(records.len())
     }
 

@@ -184,7 +184,7 @@ impl TableFeeder {
         while !stop.is_cancelled() {
             match self.feed.forward().await {
                 Ok(0) => pause(&stop, self.poll).await,
-                Ok(_) => {}
+                Ok(changes) => tracing::debug!(changes, "the table's changes put on the stream"),
                 Err(error) => {
                     tracing::warn!(%error, "the table's changes could not reach the stream; trying again");
                     pause(&stop, self.poll).await;
