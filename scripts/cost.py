@@ -66,6 +66,11 @@ PRICES = {
         "unit": "write request unit",
         "source": "aws.amazon.com/dynamodb/pricing/on-demand: Standard table class",
     },
+    "dynamodb_cdc_unit": {
+        "usd": 0.10 / 1e6,
+        "unit": "change data capture unit (1 KB) for Kinesis Data Streams",
+        "source": "aws.amazon.com/dynamodb/pricing/on-demand: change data capture for Kinesis Data Streams",
+    },
     "dynamodb_rru": {
         "usd": 0.125 / 1e6,
         "unit": "read request unit",
@@ -232,32 +237,56 @@ def model(args, template, durations, sizes):
 
     # --- DynamoDB, per order -------------------------------------------------
     # Reads are GetItem with ConsistentRead (DynamoStore::read): 1 RRU per 4 KB.
-    # Writes: UpdateItem on the order (compare-and-set) plus the by-status
-    # GSI (projection ALL): a status change deletes and puts the index
-    # entry (2 index writes), a step that keeps the status rewrites it (1).
+    # Writes: a change of the order is a conditional UpdateItem (1 WRU per
+    # KB), or a TransactWriteItems with its event item when it announces one
+    # (2 WRU per KB each, dynamo.rs), plus the by-status GSI (projection ALL,
+    # 1 WRU per KB per index write): a status change deletes and puts the
+    # index entry (2 index writes), a step that keeps the status rewrites it (1).
     wru = 0.0
     rru = 0.0
-    # 1 order: TransactWriteItems, put order + put idempotency key, each 2 WRU
-    #   per KB (transactional), + the GSI entry of the new order.
-    wru += 2 * units(item_at[0], 1024) + 2 * 1 + units(item_at[0], 1024)
+    # Every write of the table is a change record on the Kinesis stream (the
+    # table feeds it): one CDC unit per KB, and one PUT payload unit each.
+    changes_kb = 0.0
+    changes = 0
+    event_kb = units(event_bytes + 100, 1024)  # the event JSON and its key, type, order id, TTL
+
+    def step(k, index_writes, announces=False):
+        nonlocal wru, changes_kb, changes
+        wru += (2 if announces else 1) * update_wru(k) + index_writes * update_wru(k)
+        changes_kb += update_wru(k)
+        changes += 1
+        if announces:
+            wru += 2 * event_kb
+            changes_kb += event_kb
+            changes += 1
+
+    # 1 order: TransactWriteItems, put order + its event item + idempotency
+    #   key, each 2 WRU per KB, + the GSI entry of the new order.
+    wru += 2 * units(item_at[0], 1024) + 2 * event_kb + 2 * 1 + units(item_at[0], 1024)
+    changes_kb += units(item_at[0], 1024) + event_kb + 1
+    changes += 3
     # 2 notify-baker: get (notify) + record_step: read + update (+GSI rewrite).
     rru += 2
-    wru += update_wru(1) * 2
-    # 3 fulfilled: advance = read + update (status change: GSI 2 writes).
+    step(1, 1)
+    # 3 fulfilled: advance = read + update with its event item (GSI 2).
     rru += 1
-    wru += update_wru(2) * 3
+    step(2, 2, announces=True)
     # 4 dispatch: advance to out_for_delivery = read + update (GSI 2).
     rru += 1
-    wru += update_wru(3) * 3
+    step(3, 2)
     # 5 notify-delivery: notify_once: get + record_step (read + update, GSI 1).
     rru += 2
-    wru += update_wru(4) * 2
+    step(4, 1)
     # 6 delivered: get (token check) + advance (read + update, GSI 2).
     rru += 2
-    wru += update_wru(5) * 3
+    step(5, 2)
     # 7 feedback: notify_once: get + record_step (read + update, GSI 1).
     rru += 2
-    wru += update_wru(6) * 2
+    step(6, 1)
+    # TTL deletes of the two event items and the key (free as writes, but
+    # change records on the stream too).
+    changes_kb += 2 * event_kb + 1
+    changes += 3
     # Customers following their order: GET /order/{id} is one consistent read.
     rru += args.customer_gets
 
@@ -326,8 +355,10 @@ def model(args, template, durations, sizes):
          f"3 POSTs + {args.customer_gets} GET /order + {args.catalog_gets} GET /products per order")
     line("Kinesis shard-hours", template["shards"] * HOURS_PER_MONTH, "kinesis_shard_hour",
          f"{template['shards']} shard(s), provisioned, all month")
-    line("Kinesis PUT payload units", 2 * units(event_bytes, 25 * 1024) * n, "kinesis_put_payload_unit",
-         f"order_placed + order_fulfilled, {event_bytes:.0f} B each")
+    line("Kinesis PUT payload units", changes * n, "kinesis_put_payload_unit",
+         f"{changes} change records per order (the table feeds the stream), each under 25 KB")
+    line("DynamoDB change data capture units", changes_kb * n, "dynamodb_cdc_unit",
+         f"{changes_kb:.0f} KB of changes per order to the Kinesis stream")
     line("DynamoDB write request units", wru * n, "dynamodb_wru", f"{wru:.0f} WRU per order")
     line("DynamoDB read request units", rru * n, "dynamodb_rru", f"{rru:.0f} RRU per order (consistent reads)")
     stored_gb = n * (item_at[6] * 2 + 150) / 1e9  # order item + its GSI copy + idempotency item

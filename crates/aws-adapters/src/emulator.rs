@@ -41,9 +41,21 @@ pub struct Moto {
 /// fails, and a change record read in between would be of a write that
 /// never happened. DynamoDB shows a transaction's changes only once it
 /// commits.
+///
+/// Two costs of the emulator's undo are cut, without changing what it
+/// answers: it deep-copies the table before every transaction, change
+/// records included (they only grow, so every transaction got slower than
+/// the one before), and every shard iterator it ever handed out stays in
+/// memory, holding on to the copy of the table it was read from. The
+/// change records are copied as a list of the same records (they never
+/// change once written), and an iterator is forgotten once it is read
+/// (the table feed takes a fresh one every time).
 const ONE_DYNAMODB_REQUEST_AT_A_TIME: &str = "\
+import copy
 import threading
+from moto.dynamodb.models.table import StreamShard
 from moto.dynamodb.responses import DynamoHandler
+from moto.dynamodbstreams.models import DynamoDBStreamsBackend
 from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 from moto.server import main
 _turn = threading.Lock()
@@ -55,6 +67,19 @@ def _taking_turns(handler):
     handler.call_action = one_at_a_time
 _taking_turns(DynamoHandler)
 _taking_turns(DynamoDBStreamsHandler)
+def _copy_shard(self, memo):
+    twin = copy.copy(self)
+    twin.table = memo.get(id(self.table), self.table)
+    twin.items = list(self.items)
+    return twin
+StreamShard.__deepcopy__ = _copy_shard
+_get_records = DynamoDBStreamsBackend.get_records
+def _get_records_once(self, iterator_arn, limit):
+    answer = _get_records(self, iterator_arn, limit)
+    self.shard_iterators.pop(iterator_arn, None)
+    self.shard_iterators.pop(answer.get('NextShardIterator'), None)
+    return answer
+DynamoDBStreamsBackend.get_records = _get_records_once
 main()
 ";
 

@@ -11,8 +11,9 @@
 //! difference, and the step that wrote the table is done either way.
 //!
 //! The feed is at least once: a put that fails is tried again from the
-//! last record forwarded, and after a restart the feed starts again from
-//! the oldest change the DynamoDB stream keeps; the consumers skip event
+//! last record forwarded, and a feed that stops between a put and keeping
+//! its position ([`TableFeed::forwarded`], which the runner keeps in its
+//! data directory) forwards those changes again; the consumers skip event
 //! ids they have handled. Records of one item keep their order, as they
 //! do in the service; records of different items may interleave.
 
@@ -83,6 +84,22 @@ impl TableFeed {
             forwarded: HashMap::new(),
             closed: HashSet::new(),
         })
+    }
+
+    /// The table's DynamoDB stream: positions belong to it.
+    pub fn source_arn(&self) -> &str {
+        &self.source_arn
+    }
+
+    /// Per shard of the table's DynamoDB stream, the last change forwarded.
+    pub fn forwarded(&self) -> &HashMap<String, String> {
+        &self.forwarded
+    }
+
+    /// Goes on after `forwarded` (what [`TableFeed::forwarded`] said before
+    /// a restart) instead of from the oldest change kept.
+    pub fn resume_after(&mut self, forwarded: HashMap<String, String>) {
+        self.forwarded = forwarded;
     }
 
     /// Forwards every change not yet forwarded; answers how many. An

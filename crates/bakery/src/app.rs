@@ -45,6 +45,9 @@ pub mod names {
     pub const DISPATCH: &str = "dispatch";
     pub const DELIVERY_QUEUE: &str = "delivery";
     pub const FEEDBACK_QUEUE: &str = "feedback";
+    /// In the data directory: how far the runner has fed the stream from
+    /// the table (AWS backend on an emulator).
+    pub const TABLE_FEED_POSITION: &str = "table-feed-position.json";
 }
 
 /// A bakery ready to serve: its parts built, its port bound.
@@ -387,6 +390,7 @@ impl Parts {
             sources: Sources::Aws {
                 resources: Box::new(resources),
                 poll: Duration::from_millis(config.aws.aws_poll_ms),
+                data_dir: config.data_dir.clone(),
             },
             outbox: None,
         })
@@ -399,6 +403,8 @@ enum Sources {
     Aws {
         resources: Box<Resources>,
         poll: Duration,
+        /// Where the table feed keeps its position.
+        data_dir: PathBuf,
     },
 }
 
@@ -447,7 +453,11 @@ impl Sources {
                 }
                 workers
             }
-            Sources::Aws { resources, poll } => {
+            Sources::Aws {
+                resources,
+                poll,
+                data_dir,
+            } => {
                 let kinesis = |name| {
                     KinesisStream::open(
                         &resources.clients,
@@ -473,6 +483,7 @@ impl Sources {
                         &resources.table,
                         &resources.stream,
                         *poll,
+                        data_dir.join(names::TABLE_FEED_POSITION),
                     )
                     .await?;
                     workers.push(tokio::spawn(feeder.run(stop.clone())));

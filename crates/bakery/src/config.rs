@@ -39,7 +39,7 @@ pub enum DlqAction {
     Redrive {
         /// The dead letter's id (from `bakery dlq list`): a number on the
         /// embedded backend; `delivery:<message id>`,
-        /// `feedback:<message id>` or `stream-failures:<message id>` with
+        /// `feedback:<message id>` or `stream-failures:<object key>` with
         /// `--backend aws`.
         #[arg(required_unless_present = "all", conflicts_with = "all")]
         id: Option<String>,

@@ -7,12 +7,13 @@
 //! start).
 //!
 //! With `--backend aws` the dead letters are the messages in the delivery
-//! and feedback dead-letter queues and the notes in the stream-failures
-//! queue, found by the same `--aws-*` flags the bakery serves with and
-//! handled by [`AwsOperations`], as the operator's page does: a queue's
-//! dead letter is sent back to its queue, a stream failure's records are
-//! put on the stream again. Ids are strings there (`delivery:<message id>`,
-//! `stream-failures:<message id>`). This command never creates resources.
+//! and feedback dead-letter queues and the failed stream batches kept in the
+//! stream-failures bucket, found by the same `--aws-*` flags the bakery
+//! serves with and handled by [`AwsOperations`], as the operator's page
+//! does: a queue's dead letter is sent back to its queue, a kept batch's
+//! records are put on the stream again from the bucket. Ids are strings
+//! there (`delivery:<message id>`, `stream-failures:<object key>`). This
+//! command never creates resources.
 
 use anyhow::{Context, Result, bail};
 use aws_adapters::operations::AwsOperations;

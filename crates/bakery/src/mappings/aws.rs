@@ -15,6 +15,7 @@
 //! cannot ([`aws_adapters::table_feed`]).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -158,10 +159,13 @@ impl StreamSource for KinesisStream {
     }
 }
 
-/// The table's feed of the stream, run until `stop`.
+/// The table's feed of the stream, run until `stop`, keeping its position
+/// in a file so that a restart goes on where it stopped.
 pub struct TableFeeder {
     feed: TableFeed,
     poll: Duration,
+    /// `{"sourceArn": …, "forwarded": {shard: sequence number}}`.
+    position_file: PathBuf,
 }
 
 impl TableFeeder {
@@ -170,10 +174,23 @@ impl TableFeeder {
         table: &str,
         stream: &str,
         poll: Duration,
+        position_file: PathBuf,
     ) -> Result<TableFeeder, StoreError> {
+        let mut feed = TableFeed::open(clients, table, stream).await?;
+        // A position of another DynamoDB stream (the table made again) is
+        // no position: start from the oldest change kept.
+        if let Some(forwarded) = std::fs::read(&position_file)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .filter(|saved| saved["sourceArn"] == feed.source_arn())
+            .and_then(|saved| serde_json::from_value(saved["forwarded"].clone()).ok())
+        {
+            feed.resume_after(forwarded);
+        }
         Ok(TableFeeder {
-            feed: TableFeed::open(clients, table, stream).await?,
+            feed,
             poll,
+            position_file,
         })
     }
 
@@ -184,12 +201,30 @@ impl TableFeeder {
         while !stop.is_cancelled() {
             match self.feed.forward().await {
                 Ok(0) => pause(&stop, self.poll).await,
-                Ok(changes) => tracing::debug!(changes, "the table's changes put on the stream"),
+                Ok(changes) => {
+                    tracing::debug!(changes, "the table's changes put on the stream");
+                    self.keep_position();
+                }
                 Err(error) => {
                     tracing::warn!(%error, "the table's changes could not reach the stream; trying again");
                     pause(&stop, self.poll).await;
                 }
             }
+        }
+    }
+
+    /// Writes the position (to a new file, renamed over the old one). A
+    /// position not kept only means changes forwarded again.
+    fn keep_position(&self) {
+        let saved = serde_json::json!({
+            "sourceArn": self.feed.source_arn(),
+            "forwarded": self.feed.forwarded(),
+        });
+        let next = self.position_file.with_extension("json.next");
+        let written = std::fs::write(&next, saved.to_string())
+            .and_then(|()| std::fs::rename(&next, &self.position_file));
+        if let Err(error) = written {
+            tracing::warn!(%error, file = %self.position_file.display(), "could not keep the table feed's position");
         }
     }
 }
