@@ -589,8 +589,8 @@ async fn aws_ses_failing_dead_letters_baker_emails_and_redrive_sends_each_once()
     assert_eq!(care.accepted_ids().len(), 1);
     eprintln!(
         "aws ses fault: 4 orders; SendEmail answered 500 {refused} times ({MAX_TRIES} tries x \
-         {MAX_ATTEMPTS} SDK attempts for each of 2 orders); 2 stream-failure notes, redriven \
-         with `bakery dlq redrive --all --backend aws`; baker emails 4, one per order; \
+         {MAX_ATTEMPTS} SDK attempts for each of 2 orders); 2 batches kept in the bucket, \
+         redriven with `bakery dlq redrive --all --backend aws`; baker emails 4, one per order; \
          duplicates 0; meanwhile one order went fulfilled, delivered, customer service told \
          ({:.1} s)",
         started.elapsed().as_secs_f64()
