@@ -945,3 +945,334 @@ def test_serverless_compiled_names_the_stages_secrets(sls_compiled):
         assert PLAIN_SECRET_VARIABLES & set(env) == set()
         for key in set(env) & set(SECRET_PARAMETERS):
             assert f"${{SecretsPath}}/{SECRET_PARAMETERS[key]}" in json.dumps(env[key]), key
+
+
+# --------------------------------------------------------------------------
+# Operations: alarms, their topic, the dashboard, JSON logs (docs/deploy.md,
+# "Alarms and dashboard").
+
+# crate -> logical id of its function in each file (serverless.yml: the id
+# the framework gives the compiled function).
+SAM_FUNCTION_IDS = {
+    "order": "OrderFunction",
+    "notify-baker": "NotifyBakerFunction",
+    "fulfilled": "FulfilledFunction",
+    "dispatch": "DispatchFunction",
+    "notify-delivery": "NotifyDeliveryFunction",
+    "delivered": "DeliveredFunction",
+    "feedback": "FeedbackFunction",
+}
+SLS_FUNCTION_IDS = {
+    "order": "OrderLambdaFunction",
+    "notify-baker": "NotifyDashbakerLambdaFunction",
+    "fulfilled": "FulfilledLambdaFunction",
+    "dispatch": "DispatchLambdaFunction",
+    "notify-delivery": "NotifyDashdeliveryLambdaFunction",
+    "delivered": "DeliveredLambdaFunction",
+    "feedback": "FeedbackLambdaFunction",
+}
+HTTP_FUNCTIONS = set(HTTP_ROUTES)
+API = [("ApiId", {"Ref": "HttpApi"}), ("Stage", "$default")]
+
+
+def _camel(crate):
+    return "".join(part.capitalize() for part in crate.split("-"))
+
+
+def _fn(crate):
+    return [("FunctionName", {"Ref": f"fn:{crate}"})]
+
+
+# logical id -> (namespace, metric, dimensions, statistic, period, evaluation
+# periods, datapoints to alarm, threshold, comparison). Function dimensions
+# name the function as {"Ref": "fn:<crate>"} (normalized from either file).
+ALARMS = {
+    "DeliveryDeadLetterQueueAlarm": (
+        "AWS/SQS", "ApproximateNumberOfMessagesVisible",
+        [("QueueName", {"Fn::GetAtt": ["DeliveryDeadLetterQueue", "QueueName"]})],
+        "Maximum", 300, 1, 1, 0, "GreaterThanThreshold",
+    ),
+    "FeedbackDeadLetterQueueAlarm": (
+        "AWS/SQS", "ApproximateNumberOfMessagesVisible",
+        [("QueueName", {"Fn::GetAtt": ["FeedbackDeadLetterQueue", "QueueName"]})],
+        "Maximum", 300, 1, 1, 0, "GreaterThanThreshold",
+    ),
+    # S3 storage metrics are daily.
+    "StreamFailuresAlarm": (
+        "AWS/S3", "NumberOfObjects",
+        [("BucketName", {"Ref": "StreamFailuresBucket"}), ("StorageType", "AllStorageTypes")],
+        "Maximum", 86400, 1, 1, 0, "GreaterThanThreshold",
+    ),
+    **{
+        f"{_camel(c)}IteratorAgeAlarm": (
+            "AWS/Lambda", "IteratorAge", _fn(c), "Maximum", 60, 5, 5, 60000, "GreaterThanThreshold",
+        )
+        for c in STREAM_CONSUMERS
+    },
+    **{
+        f"{_camel(c)}ErrorsAlarm": (
+            "AWS/Lambda", "Errors", _fn(c), "Sum", 300, 1, 1,
+            5 if c in HTTP_FUNCTIONS else 1, "GreaterThanOrEqualToThreshold",
+        )
+        for c in CRATES
+    },
+    **{
+        f"{_camel(c)}ThrottlesAlarm": (
+            "AWS/Lambda", "Throttles", _fn(c), "Sum", 300, 1, 1, 0, "GreaterThanThreshold",
+        )
+        for c in CRATES
+    },
+    "ApiLatencyAlarm": ("AWS/ApiGateway", "Latency", API, "p99", 60, 5, 3, 2000, "GreaterThanThreshold"),
+    "SesRejectAlarm": ("AWS/SES", "Reject", [], "Sum", 300, 1, 1, 0, "GreaterThanThreshold"),
+    "SesBounceAlarm": ("AWS/SES", "Bounce", [], "Sum", 300, 1, 1, 0, "GreaterThanThreshold"),
+}
+# The API's 5xx rate is metric math (5xx / Count), checked on its own.
+METRIC_MATH_ALARMS = {"ApiServerErrorRateAlarm"}
+
+
+def normalize(value, function_ids):
+    """Either file's references to its functions become {"Ref": "fn:<crate>"}
+    (and ${fn:<crate>} in Fn::Sub text), so the two files can be compared."""
+    by_id = {v: k for k, v in function_ids.items()}
+    if isinstance(value, dict):
+        if set(value) == {"Ref"} and value["Ref"] in by_id:
+            return {"Ref": f"fn:{by_id[value['Ref']]}"}
+        if set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+            text = re.sub(
+                r"\$\{(\w+)\}",
+                lambda m: f"${{fn:{by_id[m.group(1)]}}}" if m.group(1) in by_id else m.group(0),
+                value["Fn::Sub"],
+            )
+            return {"Fn::Sub": text}
+        return {k: normalize(v, function_ids) for k, v in value.items()}
+    if isinstance(value, list):
+        return [normalize(v, function_ids) for v in value]
+    return value
+
+
+def sam_resources(sam):
+    return sam["Resources"]
+
+
+def sls_resources(sls):
+    return sls["resources"]["Resources"]
+
+
+def alarms_of(resources, function_ids):
+    return {
+        k: normalize(r, function_ids) for k, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"
+    }
+
+
+def check_alarms(resources, function_ids):
+    alarms = alarms_of(resources, function_ids)
+    assert set(alarms) == set(ALARMS) | METRIC_MATH_ALARMS
+    for logical_id, res in alarms.items():
+        p = res["Properties"]
+        assert p["AlarmActions"] == [{"Ref": "AlarmTopic"}], logical_id
+        assert p["OKActions"] == [{"Ref": "AlarmTopic"}], logical_id
+        assert p["TreatMissingData"] == "notBreaching", logical_id
+        assert p["AlarmName"]["Fn::Sub"].startswith("${AWS::StackName}-"), logical_id
+        if logical_id in METRIC_MATH_ALARMS:
+            continue
+        namespace, metric, dims, stat, period, evals, dta, threshold, op = ALARMS[logical_id]
+        assert (p["Namespace"], p["MetricName"]) == (namespace, metric), logical_id
+        assert [(d["Name"], d["Value"]) for d in p.get("Dimensions", [])] == dims, logical_id
+        assert p.get("ExtendedStatistic" if stat.startswith("p") else "Statistic") == stat, logical_id
+        assert (p["Period"], p["EvaluationPeriods"], p["DatapointsToAlarm"]) == (period, evals, dta), logical_id
+        assert (p["Threshold"], p["ComparisonOperator"]) == (threshold, op), logical_id
+    # Every function has its errors and throttles alarm, every stream
+    # consumer its iterator age, every dead-letter queue its alarm.
+    named = {
+        d["Value"]["Ref"]
+        for res in alarms.values()
+        for d in res["Properties"].get("Dimensions", [])
+        if isinstance(d["Value"], dict) and "Ref" in d["Value"]
+    }
+    assert {f"fn:{c}" for c in CRATES} <= named
+
+
+def check_api_error_rate(resources, function_ids):
+    p = alarms_of(resources, function_ids)["ApiServerErrorRateAlarm"]["Properties"]
+    queries = {q["Id"]: q for q in p["Metrics"]}
+    stats = {
+        q["MetricStat"]["Metric"]["MetricName"]: q["MetricStat"] for q in queries.values() if "MetricStat" in q
+    }
+    assert set(stats) == {"5xx", "Count"}
+    for stat in stats.values():
+        assert stat["Metric"]["Namespace"] == "AWS/ApiGateway"
+        assert [(d["Name"], d["Value"]) for d in stat["Metric"]["Dimensions"]] == API
+        assert stat["Stat"] == "Sum" and stat["Period"] == 300
+    (expr,) = [q for q in queries.values() if q.get("ReturnData", True)]
+    # percent of 5xx, once there are enough requests to speak of a rate
+    assert re.fullmatch(r"IF\(requests >= \d+, 100 \* errors / requests, 0\)", expr["Expression"]), expr
+    assert (p["Threshold"], p["ComparisonOperator"], p["EvaluationPeriods"]) == (1, "GreaterThanThreshold", 1)
+
+
+def check_alarm_topic(resources, conditions):
+    topic = resources["AlarmTopic"]
+    assert topic["Type"] == "AWS::SNS::Topic"
+    # Encrypted with a key CloudWatch may use (not alias/aws/sns, whose
+    # policy does not let alarms publish).
+    assert topic["Properties"]["KmsMasterKeyId"] == {"Ref": "AlarmTopicKey"}
+    key = resources["AlarmTopicKey"]
+    assert key["Type"] == "AWS::KMS::Key" and key["Properties"]["EnableKeyRotation"] is True
+    (cloudwatch,) = [
+        st
+        for st in key["Properties"]["KeyPolicy"]["Statement"]
+        if st.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}
+    ]
+    assert set(as_list(cloudwatch["Action"])) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    sub = resources["AlarmEmailSubscription"]
+    assert sub["Type"] == "AWS::SNS::Subscription"
+    assert sub["Condition"] == "HasAlarmEmail"
+    assert conditions["HasAlarmEmail"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]}
+    assert sub["Properties"] == {"TopicArn": {"Ref": "AlarmTopic"}, "Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}}
+
+
+def test_sam_alarms(sam):
+    check_alarms(sam_resources(sam), SAM_FUNCTION_IDS)
+    check_api_error_rate(sam_resources(sam), SAM_FUNCTION_IDS)
+
+
+def test_serverless_alarms(sls):
+    check_alarms(sls_resources(sls), SLS_FUNCTION_IDS)
+    check_api_error_rate(sls_resources(sls), SLS_FUNCTION_IDS)
+
+
+def test_serverless_alarms_name_the_compiled_functions(sls_compiled):
+    functions = {k for k, r in sls_compiled["Resources"].items() if r["Type"] == "AWS::Lambda::Function"}
+    assert functions == set(SLS_FUNCTION_IDS.values())
+    check_alarms(sls_compiled["Resources"], SLS_FUNCTION_IDS)
+
+
+def test_sam_translated_alarms_name_the_functions(sam_translated):
+    functions = {k for k, r in sam_translated["Resources"].items() if r["Type"] == "AWS::Lambda::Function"}
+    assert functions == set(SAM_FUNCTION_IDS.values())
+    check_alarms(sam_translated["Resources"], SAM_FUNCTION_IDS)
+
+
+def test_alarms_and_dashboard_are_the_same_in_both_files(sam, sls):
+    for logical_id in ["AlarmTopicKey", "AlarmTopic", "AlarmEmailSubscription", "Dashboard"]:
+        a = normalize(sam_resources(sam)[logical_id], SAM_FUNCTION_IDS)
+        b = normalize(sls_resources(sls)[logical_id], SLS_FUNCTION_IDS)
+        assert a == b, logical_id
+    assert alarms_of(sam_resources(sam), SAM_FUNCTION_IDS) == alarms_of(sls_resources(sls), SLS_FUNCTION_IDS)
+
+
+def test_sam_alarm_topic(sam):
+    check_alarm_topic(sam_resources(sam), sam["Conditions"])
+    param = sam["Parameters"]["AlarmEmail"]
+    assert param["Default"] == ""
+    pattern = re.compile(param["AllowedPattern"])
+    assert pattern.fullmatch("") and pattern.fullmatch("ops@example.com") and not pattern.fullmatch("ops")
+    assert {"AlarmTopicArn", "DashboardName"} <= set(sam["Outputs"])
+
+
+def test_serverless_alarm_topic(sls):
+    check_alarm_topic(sls_resources(sls), sls["resources"]["Conditions"])
+    assert sls["params"]["default"]["alarmEmail"] == ""
+    assert sls["resources"]["Parameters"]["AlarmEmail"]["Default"] == "${param:alarmEmail}"
+    assert {"AlarmTopicArn", "DashboardName"} <= set(sls["resources"]["Outputs"])
+
+
+def test_serverless_compiled_alarm_email_is_a_stack_parameter(sls_compiled):
+    # check-templates.sh gives no alarmEmail: no subscription by default.
+    assert sls_compiled["Parameters"]["AlarmEmail"]["Default"] == ""
+    assert sls_compiled["Resources"]["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"
+
+
+STEPS = [
+    "placed",
+    "baker_notified",
+    "fulfilled",
+    "out_for_delivery",
+    "delivery_notified",
+    "delivered",
+    "customer_service_notified",
+]
+
+
+def dashboard_widgets(resources, function_ids):
+    """The dashboard's body, ${...} left as text, parsed."""
+    body = normalize(resources["Dashboard"], function_ids)["Properties"]["DashboardBody"]["Fn::Sub"]
+    return json.loads(body)["widgets"], body
+
+
+def check_dashboard(resources, function_ids):
+    assert resources["Dashboard"]["Type"] == "AWS::CloudWatch::Dashboard"
+    widgets, body = dashboard_widgets(resources, function_ids)
+    metrics = [tuple(x for x in m if not isinstance(x, dict)) for w in widgets for m in w["properties"]["metrics"]]
+    for queue in ["DeliveryQueue", "DeliveryDeadLetterQueue", "FeedbackQueue", "FeedbackDeadLetterQueue"]:
+        assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", f"${{{queue}.QueueName}}") in metrics
+    for crate in STREAM_CONSUMERS:
+        assert ("AWS/Lambda", "IteratorAge", "FunctionName", f"${{fn:{crate}}}") in metrics
+    for crate in CRATES:
+        for metric in ["Duration", "Errors", "Throttles"]:
+            assert ("AWS/Lambda", metric, "FunctionName", f"${{fn:{crate}}}") in metrics, (crate, metric)
+    for metric in ["Count", "4xx", "5xx", "Latency"]:
+        assert ("AWS/ApiGateway", metric, "ApiId", "${HttpApi}", "Stage", "$default") in metrics, metric
+    assert ("Bakery", "OrdersPlaced") in metrics
+    for step in STEPS:
+        assert ("Bakery", "StepLatency", "Step", step) in metrics, step
+    # Only what Fn::Sub knows: the stack's own resources (HttpApi is the
+    # framework's in serverless.yml) and pseudo parameters.
+    for name in re.findall(r"\$\{([^}]+)\}", body):
+        known = name.startswith(("fn:", "AWS::")) or name == "HttpApi" or name.split(".")[0] in resources
+        assert known, name
+
+
+def test_sam_dashboard(sam):
+    check_dashboard(sam_resources(sam), SAM_FUNCTION_IDS)
+
+
+def test_serverless_dashboard(sls):
+    check_dashboard(sls_resources(sls), SLS_FUNCTION_IDS)
+
+
+def test_sam_functions_log_json(sam, sam_translated):
+    for logical_id in SAM_FUNCTION_IDS.values():
+        config = sam_resources(sam)[logical_id]["Properties"]["LoggingConfig"]
+        assert config["LogFormat"] == "JSON", logical_id
+        compiled = sam_translated["Resources"][logical_id]["Properties"]["LoggingConfig"]
+        assert compiled["LogFormat"] == "JSON" and compiled["LogGroup"] == config["LogGroup"], logical_id
+
+
+def test_serverless_functions_log_json(sls, sls_compiled):
+    extensions = sls["resources"]["extensions"]
+    for logical_id in SLS_FUNCTION_IDS.values():
+        assert extensions[logical_id] == {"Properties": {"LoggingConfig": {"LogFormat": "JSON"}}}, logical_id
+        compiled = sls_compiled["Resources"][logical_id]["Properties"]
+        # the framework's log group, /aws/lambda/<name>
+        assert compiled["LoggingConfig"] == {"LogFormat": "JSON"}, logical_id
+        assert compiled["FunctionName"].startswith("bakery-")
+        group = f"{logical_id.removesuffix('LambdaFunction')}LogGroup"
+        assert sls_compiled["Resources"][group]["Properties"]["LogGroupName"] == f"/aws/lambda/{compiled['FunctionName']}"
+
+
+def test_samconfig_deploys_without_questions(sam):
+    import tomllib
+
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    assert config["version"] == 0.1
+    deploy = config["default"]["deploy"]["parameters"]
+    assert deploy["stack_name"] == "bakery"
+    assert deploy["confirm_changeset"] is False
+    assert deploy["fail_on_empty_changeset"] is False
+    assert deploy["resolve_s3"] is True
+    # The roles have generated names: CAPABILITY_IAM is enough.
+    assert deploy["capabilities"] == "CAPABILITY_IAM"
+    assert not [r for r in sam_resources(sam).values() if r["Type"] == "AWS::IAM::Role" and "RoleName" in r["Properties"]]
+    overrides = dict(pair.split("=", 1) for pair in deploy["parameter_overrides"].split())
+    assert set(overrides) <= set(sam["Parameters"])
+    # What has no default is given; and a target for each partner (Rules).
+    required = {name for name, p in sam["Parameters"].items() if "Default" not in p}
+    assert required <= set(overrides)
+    assert {"DeliveryWebhookUrl", "DeliveryEmail"} & set(overrides)
+    assert {"CustomerServiceWebhookUrl", "CustomerServiceEmail"} & set(overrides)
+    for name, value in overrides.items():
+        param = sam["Parameters"][name]
+        if "AllowedPattern" in param:
+            assert re.fullmatch(param["AllowedPattern"], value), (name, value)
+        if "@" in value:
+            assert value.endswith("@example.com"), f"{name}: an example address, for the user to change"
