@@ -721,6 +721,9 @@ def check_queues(resources, functions_timeout):
     # Kept until an operator acts: no lifecycle expiry, kept with the stack.
     assert "LifecycleConfiguration" not in bucket["Properties"]
     assert bucket["DeletionPolicy"] == "Retain"
+    # Not versioned: a redriven batch is gone, and the daily object count
+    # the alarm reads falls back to 0.
+    assert "VersioningConfiguration" not in bucket["Properties"]
     assert all(bucket["Properties"]["PublicAccessBlockConfiguration"].values())
 
 

@@ -50,12 +50,17 @@ pub struct Moto {
 /// change records are copied as a list of the same records (they never
 /// change once written), and an iterator is forgotten once it is read
 /// (the table feed takes a fresh one every time).
+///
+/// And one error is cut: an iterator holds the stream shard of the table
+/// as it was when the iterator was made, so an iterator made before a
+/// failed transaction read the undone writes from the shard the undo threw
+/// away. An iterator reads the table's shard as it is now.
 const ONE_DYNAMODB_REQUEST_AT_A_TIME: &str = "\
 import copy
 import threading
 from moto.dynamodb.models.table import StreamShard
 from moto.dynamodb.responses import DynamoHandler
-from moto.dynamodbstreams.models import DynamoDBStreamsBackend
+from moto.dynamodbstreams.models import DynamoDBStreamsBackend, ShardIterator
 from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 from moto.server import main
 _turn = threading.Lock()
@@ -80,6 +85,12 @@ def _get_records_once(self, iterator_arn, limit):
     self.shard_iterators.pop(answer.get('NextShardIterator'), None)
     return answer
 DynamoDBStreamsBackend.get_records = _get_records_once
+_read = ShardIterator.get
+def _read_current_shard(self, limit=1000):
+    table = self.streams_backend.dynamodb.get_table(self.stream_shard.table.name)
+    self.stream_shard = table.stream_shard
+    return _read(self, limit)
+ShardIterator.get = _read_current_shard
 main()
 ";
 

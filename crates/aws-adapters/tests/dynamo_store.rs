@@ -100,13 +100,16 @@ async fn stream_events(s: &Setup) -> Vec<Event> {
     events
 }
 
-/// The event items in the table.
-async fn event_items(s: &Setup) -> Vec<HashMap<String, AttributeValue>> {
-    let scan = s
-        .clients
+/// The items whose key starts with `prefix`, read consistently.
+async fn items_with_prefix(
+    clients: &Clients,
+    table: &str,
+    prefix: &str,
+) -> Vec<HashMap<String, AttributeValue>> {
+    let scan = clients
         .dynamodb
         .scan()
-        .table_name(&s.table)
+        .table_name(table)
         .consistent_read(true)
         .send()
         .await
@@ -116,28 +119,19 @@ async fn event_items(s: &Setup) -> Vec<HashMap<String, AttributeValue>> {
         .filter(|item| {
             item.get("pk")
                 .and_then(|pk| pk.as_s().ok())
-                .is_some_and(|pk| pk.starts_with("event#"))
+                .is_some_and(|pk| pk.starts_with(prefix))
         })
         .cloned()
         .collect()
 }
 
+/// The event items in the table.
+async fn event_items(s: &Setup) -> Vec<HashMap<String, AttributeValue>> {
+    items_with_prefix(&s.clients, &s.table, "event#").await
+}
+
 async fn order_items(clients: &Clients, table: &str) -> usize {
-    let scan = clients
-        .dynamodb
-        .scan()
-        .table_name(table)
-        .send()
-        .await
-        .unwrap();
-    scan.items()
-        .iter()
-        .filter(|item| {
-            item.get("pk")
-                .and_then(|pk| pk.as_s().ok())
-                .is_some_and(|pk| pk.starts_with("order#"))
-        })
-        .count()
+    items_with_prefix(clients, table, "order#").await.len()
 }
 
 #[tokio::test]
