@@ -34,15 +34,8 @@ ENV = {
     "order": (
         {
             "ORDERS_TABLE",
-            "ORDER_STREAM",
             "BAKER_TOKEN_PARAMETER",
             "CUSTOMER_TOKEN_SECRET_PARAMETER",
-            # the operator's page
-            "DELIVERY_QUEUE_URL",
-            "DELIVERY_DLQ_URL",
-            "FEEDBACK_QUEUE_URL",
-            "FEEDBACK_DLQ_URL",
-            "STREAM_FAILURES_BUCKET",
         },
         {"CATALOG_JSON"},
         [],
@@ -76,16 +69,16 @@ WEBHOOK_CONDITION = {"notify-delivery": "HasDeliveryWebhook", "feedback": "HasCu
 # What the environment held before the secrets moved to SSM: never again.
 PLAIN_SECRET_VARIABLES = {"BAKER_TOKEN", "CUSTOMER_TOKEN_SECRET", "WEBHOOK_SECRET"}
 
-# The web pages (crate web), which the order function serves on AWS.
+# The web pages (crate web), which the order function serves on AWS: the
+# customer's and the cake maker's, not the operator's (no operator powers on
+# the internet-facing functions; OperatorPolicy is for the operator's own
+# credentials).
 WEB_ROUTES = {
     ("GET", "/"),
     ("POST", "/shop/order"),
     ("GET", "/track/{orderId}"),
     ("GET", "/baker"),
     ("GET", "/baker/orders"),
-    ("GET", "/operator"),
-    ("GET", "/operator/status"),
-    ("POST", "/operator/dead-letters/{id}/redrive"),
     ("GET", "/static/{file}"),
 }
 
@@ -131,19 +124,6 @@ IAM = {
     "order": {
         **_grant(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem"], ["OrdersTable"]),
         "dynamodb:Query": {STATUS_INDEX},
-        # Orders reach the stream through the table. The operator's page:
-        # redriving a kept stream batch (read from the bucket, put on the
-        # stream, deleted), queue depths, looking at and redriving dead
-        # letters.
-        "kinesis:PutRecord": {"OrderStream"},
-        "s3:ListBucket": {"StreamFailuresBucket"},
-        **_grant(["s3:GetObject", "s3:DeleteObject"], [FAILURE_OBJECTS]),
-        "sqs:GetQueueAttributes": {"DeliveryQueue", "FeedbackQueue"},
-        **_grant(
-            ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"],
-            ["DeliveryDeadLetterQueue", "FeedbackDeadLetterQueue"],
-        ),
-        "sqs:SendMessage": {"DeliveryQueue", "FeedbackQueue"},
         "ssm:GetParameters": {"ssm:baker-token", "ssm:customer-token-secret"},
     },
     "notify-baker": {
@@ -770,10 +750,51 @@ def test_the_table_feeds_the_stream_in_both_files(sam, sls):
         spec = resources["OrdersTable"]["Properties"]["KinesisStreamSpecification"]
         assert getatt_id(spec["StreamArn"]) == "OrderStream"
         assert spec["ApproximateCreationDateTimePrecision"] == "MILLISECOND"
-    # Only the operator's redrive puts records on the stream itself.
+    # No function puts records on the stream itself (only an operator's
+    # redrive does, with OperatorPolicy).
     for functions in (sam_functions(sam), sls_functions(sls)):
         writers = {c for c, f in functions.items() if "kinesis:PutRecord" in grants(f["role"])}
-        assert writers == {"order"}
+        assert writers == set()
+
+
+# What an operator may do, and only an operator (OperatorPolicy).
+OPERATOR = {
+    **_grant(
+        ["sqs:GetQueueUrl", "sqs:GetQueueAttributes"],
+        ["DeliveryQueue", "FeedbackQueue", "DeliveryDeadLetterQueue", "FeedbackDeadLetterQueue"],
+    ),
+    **_grant(
+        ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"],
+        ["DeliveryDeadLetterQueue", "FeedbackDeadLetterQueue"],
+    ),
+    "sqs:SendMessage": {"DeliveryQueue", "FeedbackQueue"},
+    "s3:ListBucket": {"StreamFailuresBucket"},
+    **_grant(["s3:GetObject", "s3:DeleteObject"], [FAILURE_OBJECTS]),
+    **_grant(["kinesis:PutRecord", "kinesis:DescribeStreamSummary"], ["OrderStream"]),
+}
+OPERATOR_POWERS = {
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "s3:GetObject",
+    "s3:DeleteObject",
+    "kinesis:PutRecord",
+} | KINESIS_READ
+
+
+def test_operator_powers_are_the_operators_alone(sam, sls):
+    for resources, functions in ((sam["Resources"], sam_functions(sam)), (sls["resources"]["Resources"], sls_functions(sls))):
+        policy = resources["OperatorPolicy"]
+        assert policy["Type"] == "AWS::IAM::ManagedPolicy"
+        granted: dict[str, set] = {}
+        for st in as_list(policy["Properties"]["PolicyDocument"]["Statement"]):
+            assert st["Effect"] == "Allow"
+            for action in as_list(st["Action"]):
+                granted.setdefault(action, set()).update(resource_keys(st["Resource"]))
+        assert granted == OPERATOR
+        # The functions the internet reaches hold none of it.
+        for crate in HTTP_ROUTES:
+            held = set(grants(functions[crate]["role"])) & OPERATOR_POWERS
+            assert held == set(), f"{crate} holds {sorted(held)}"
 
 
 def test_stream(sam):
@@ -823,6 +844,7 @@ def test_sam_outputs(sam):
         "FeedbackQueueUrl",
         "FeedbackDeadLetterQueueUrl",
         "StreamFailuresBucketName",
+        "OperatorPolicyArn",
     } <= outputs
 
 

@@ -394,7 +394,7 @@ impl Operations for AwsOperations {
             .iter()
             .map(|name| ConsumerLag {
                 name: name.clone(),
-                lag: 0,
+                lag: None,
             })
             .collect();
         let mut queues = Vec::with_capacity(self.config.queues.len());

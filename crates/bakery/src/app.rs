@@ -138,7 +138,8 @@ impl Bakery {
                 max_wait: tuning.max_wait(),
             }),
             queries,
-            operations,
+            // The runner is the operator's own process, on either backend.
+            operations: Some(operations),
             catalog: catalog.clone(),
             baker_token,
         });

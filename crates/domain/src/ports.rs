@@ -270,8 +270,10 @@ pub trait OrderQueries: Send + Sync + 'static {
 pub struct ConsumerLag {
     /// The consumer, e.g. `notify-baker`, `dispatch`.
     pub name: String,
-    /// Records it has yet to finish.
-    pub lag: u64,
+    /// Records it has yet to finish; `None` when the backend cannot tell
+    /// (on AWS, Lambda keeps a mapping's position to itself), never a
+    /// made-up 0.
+    pub lag: Option<u64>,
 }
 
 /// How many messages one queue holds.

@@ -44,7 +44,10 @@ impl domain::ports::Operations for Database {
         let mut consumers = Vec::with_capacity(consumer_names.len());
         for name in consumer_names {
             let lag = self.stream_lag(&name).await?;
-            consumers.push(ConsumerLag { name, lag });
+            consumers.push(ConsumerLag {
+                name,
+                lag: Some(lag),
+            });
         }
         let mut queues = Vec::with_capacity(queue_names.len());
         for name in queue_names {

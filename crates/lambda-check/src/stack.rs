@@ -294,18 +294,11 @@ impl Stack {
         let mut vars: Vec<(&str, &str)> = match function {
             Function::Order => vec![
                 ("ORDERS_TABLE", table),
-                ("ORDER_STREAM", &self.stream),
                 ("BAKER_TOKEN_PARAMETER", BAKER_TOKEN_PARAMETER),
                 (
                     "CUSTOMER_TOKEN_SECRET_PARAMETER",
                     CUSTOMER_TOKEN_SECRET_PARAMETER,
                 ),
-                // For the operator's page the function also serves.
-                ("DELIVERY_QUEUE_URL", &self.delivery_queue_url),
-                ("DELIVERY_DLQ_URL", &self.delivery_dlq_url),
-                ("FEEDBACK_QUEUE_URL", &self.feedback_queue_url),
-                ("FEEDBACK_DLQ_URL", &self.feedback_dlq_url),
-                ("STREAM_FAILURES_BUCKET", &self.stream_failures_bucket),
             ],
             Function::NotifyBaker => vec![
                 ("ORDERS_TABLE", table),

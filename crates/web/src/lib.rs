@@ -66,8 +66,11 @@ pub struct WebDeps {
     pub order_api: Router,
     /// Orders by status, for the cake maker.
     pub queries: Arc<dyn OrderQueries>,
-    /// Lag, depths and dead letters, for the operator.
-    pub operations: Arc<dyn Operations>,
+    /// Lag, depths and dead letters, for the operator. `None`: no operator
+    /// pages here (the deployed `order` function faces the internet and
+    /// holds no operator powers; operators run `bakery` with their own
+    /// credentials).
+    pub operations: Option<Arc<dyn Operations>>,
     pub catalog: Arc<Catalog>,
     /// Hash of the cake maker's token, which the cake maker's and the
     /// operator's pages need.
@@ -91,31 +94,35 @@ pub(crate) struct AppState {
 /// | `GET /track/{orderId}` | following an order (token in the fragment) |
 /// | `GET /baker` | the cake maker's page |
 /// | `GET /baker/orders` | JSON, baker token: orders to bake, oldest first, and totals |
-/// | `GET /operator` | the operator's page |
-/// | `GET /operator/status` | JSON, baker token: lag, depths, dead letters, failures |
-/// | `POST /operator/dead-letters/{id}/redrive` | JSON, baker token |
+/// | `GET /operator` | the operator's page (with [`WebDeps::operations`]) |
+/// | `GET /operator/status` | JSON, baker token: lag, depths, dead letters, failures (likewise) |
+/// | `POST /operator/dead-letters/{id}/redrive` | JSON, baker token (likewise) |
 /// | `GET /static/{file}` | `style.css`, `bakery.js` |
 pub fn router(deps: WebDeps) -> Router {
     let state = AppState {
         deps,
         asset_version: asset_version().into(),
     };
+    let with_operator = state.deps.operations.is_some();
     // Orders to bake and dead letters name customers: no cache may keep
     // them.
-    let personal_data = Router::new()
-        .route("/baker/orders", get(api::baker_orders))
-        .route("/operator/status", get(api::operator_status))
-        .route(
-            "/operator/dead-letters/{id}/redrive",
-            post(api::redrive_dead_letter),
-        )
-        .layer(axum::middleware::map_response(no_store));
-    Router::new()
+    let mut personal_data = Router::new().route("/baker/orders", get(api::baker_orders));
+    let mut pages = Router::new()
         .route("/", get(pages::shop))
         .route("/shop/order", post(pages::shop_order))
         .route("/track/{order_id}", get(pages::track))
-        .route("/baker", get(pages::baker))
-        .route("/operator", get(pages::operator))
+        .route("/baker", get(pages::baker));
+    if with_operator {
+        personal_data = personal_data
+            .route("/operator/status", get(api::operator_status))
+            .route(
+                "/operator/dead-letters/{id}/redrive",
+                post(api::redrive_dead_letter),
+            );
+        pages = pages.route("/operator", get(pages::operator));
+    }
+    let personal_data = personal_data.layer(axum::middleware::map_response(no_store));
+    pages
         .merge(personal_data)
         .route("/static/{file}", get(static_file))
         .layer(DefaultBodyLimit::max(limits::BODY_BYTES))

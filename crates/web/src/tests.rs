@@ -38,7 +38,7 @@ fn setup() -> Setup {
     let app = router(WebDeps {
         order_api,
         queries: store.clone(),
-        operations: operations.clone(),
+        operations: Some(operations.clone()),
         catalog,
         baker_token: TokenHash::of(BAKER),
     });
@@ -372,7 +372,7 @@ async fn the_operator_sees_the_status_and_redrives_a_dead_letter() {
     *operations.status.lock().unwrap() = OperationsStatus {
         consumers: vec![domain::ports::ConsumerLag {
             name: "notify-baker".into(),
-            lag: 3,
+            lag: Some(3),
         }],
         queues: vec![QueueDepth {
             name: "delivery".into(),

@@ -449,7 +449,7 @@
       if (changed(consumers, data.consumers)) {
         consumers.replaceChildren(...data.consumers.map((c) =>
           el("tr", {}, el("td", { text: c.name }),
-            el("td", { class: "num" + (c.lag > 0 ? " warn" : ""), text: String(c.lag) }))));
+            el("td", { class: "num" + (c.lag > 0 ? " warn" : ""), text: c.lag == null ? "unknown" : String(c.lag) }))));
       }
       const queues = $("#queues");
       if (changed(queues, data.queues)) {
