@@ -37,9 +37,18 @@ impl EventType {
 }
 
 /// One record on the order stream. Partition key: the order id.
+///
+/// The JSON is the stream's contract, versioned by `version`
+/// ([`Event::VERSION`]): a change that adds a field keeps the version, a
+/// change that alters or drops one raises it. A consumer refuses an event
+/// of a version newer than it knows (a permanent failure: the record is
+/// kept for redrive once the consumer is upgraded) rather than misread it.
+/// Records written before the field existed read as version 1.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
+    #[serde(default = "first_version")]
+    pub version: u32,
     pub event_id: Uuid,
     pub event_type: EventType,
     pub order_id: OrderId,
@@ -48,9 +57,17 @@ pub struct Event {
     pub order: Order,
 }
 
+fn first_version() -> u32 {
+    1
+}
+
 impl Event {
+    /// The version of the event JSON this code writes and reads.
+    pub const VERSION: u32 = 1;
+
     pub fn new(event_type: EventType, order: &Order, occurred_at: DateTime<Utc>) -> Event {
         Event {
+            version: Event::VERSION,
             event_id: derived_id(order.order_id, event_type.as_str()),
             event_type,
             order_id: order.order_id,

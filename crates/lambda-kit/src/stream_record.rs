@@ -72,8 +72,20 @@ struct Attribute {
 }
 
 /// Reads the event a record carries, in either envelope. `Err` is a record
-/// that is neither: it can never succeed.
+/// that is neither, or an event of a version newer than this code knows
+/// ([`Event::VERSION`]): it can never succeed here.
 pub fn decode(data: &[u8]) -> Result<Decoded, String> {
+    match envelope(data)? {
+        Decoded::Event(event) if event.version > Event::VERSION => Err(format!(
+            "record is not an order event: version {} is newer than this consumer's {}",
+            event.version,
+            Event::VERSION
+        )),
+        decoded => Ok(decoded),
+    }
+}
+
+fn envelope(data: &[u8]) -> Result<Decoded, String> {
     let value: serde_json::Value = serde_json::from_slice(data)
         .map_err(|e| format!("record is not an order event: not JSON: {e}"))?;
     if value.get("eventSource").and_then(|s| s.as_str()) != Some("aws:dynamodb") {
@@ -184,6 +196,23 @@ mod tests {
         ] {
             assert!(matches!(decode(&data), Ok(Decoded::NotAnEvent)));
         }
+    }
+
+    #[test]
+    fn versions_are_read_up_to_this_codes_own() {
+        let mut event: serde_json::Value = serde_json::from_str(&event_json()).unwrap();
+        // Written before the field existed: version 1.
+        assert!(
+            matches!(decode(event.to_string().as_bytes()), Ok(Decoded::Event(e)) if e.version == 1)
+        );
+        event["version"] = json!(Event::VERSION);
+        assert!(matches!(
+            decode(event.to_string().as_bytes()),
+            Ok(Decoded::Event(_))
+        ));
+        event["version"] = json!(Event::VERSION + 1);
+        let newer = decode(event.to_string().as_bytes());
+        assert!(matches!(newer, Err(m) if m.contains("newer than this consumer")));
     }
 
     #[test]
