@@ -302,6 +302,7 @@ pub struct Tuning {
         long,
         env = "BAKERY_STREAM_BATCH",
         default_value_t = 100,
+        value_parser = at_least_one,
         global = true
     )]
     pub stream_batch: usize,
@@ -323,7 +324,13 @@ pub struct Tuning {
     pub stream_in_flight: u16,
 
     /// Messages a queue consumer takes at once (SQS `BatchSize`).
-    #[arg(long, env = "BAKERY_QUEUE_BATCH", default_value_t = 10, global = true)]
+    #[arg(
+        long,
+        env = "BAKERY_QUEUE_BATCH",
+        default_value_t = 10,
+        value_parser = at_least_one,
+        global = true
+    )]
     pub queue_batch: usize,
 
     /// Independent pollers per local queue, each receiving and handling its
@@ -343,6 +350,7 @@ pub struct Tuning {
         long,
         env = "BAKERY_VISIBILITY_TIMEOUT_SECS",
         default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..),
         global = true
     )]
     pub visibility_timeout_secs: u64,
@@ -352,6 +360,7 @@ pub struct Tuning {
         long,
         env = "BAKERY_PARTNER_ATTEMPTS",
         default_value_t = 3,
+        value_parser = at_least_one,
         global = true
     )]
     pub partner_attempts: usize,
@@ -361,6 +370,7 @@ pub struct Tuning {
         long,
         env = "BAKERY_PARTNER_TIMEOUT_MS",
         default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(1..),
         global = true
     )]
     pub partner_timeout_ms: u64,
@@ -370,6 +380,7 @@ pub struct Tuning {
         long,
         env = "BAKERY_REQUEST_TIMEOUT_MS",
         default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(1..),
         global = true
     )]
     pub request_timeout_ms: u64,
@@ -411,9 +422,39 @@ impl Tuning {
     }
 }
 
+/// A count that must be at least one: a batch of 0 records, or 0 tries,
+/// would accept work and never move it.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_that_cannot_work_are_refused_naming_the_flag() {
+        for (flag, value) in [
+            ("--stream-batch", "0"),
+            ("--queue-batch", "0"),
+            ("--partner-attempts", "0"),
+            ("--request-timeout-ms", "0"),
+            ("--partner-timeout-ms", "0"),
+            ("--visibility-timeout-secs", "0"),
+            ("--stream-batch", "many"),
+        ] {
+            let error = Cli::try_parse_from(["bakery", flag, value])
+                .err()
+                .unwrap_or_else(|| panic!("{flag} {value} was accepted"));
+            assert!(error.to_string().contains(flag), "{flag}: {error}");
+        }
+        let cli = Cli::try_parse_from(["bakery", "--stream-batch", "1", "--queue-batch", "1"]);
+        assert!(cli.is_ok());
+    }
 
     #[test]
     fn no_arguments_means_serve_with_defaults() {

@@ -91,11 +91,21 @@ impl Event {
     }
 }
 
+/// The version of the queue messages' JSON ([`DeliveryRequest`],
+/// [`FeedbackMessage`]) this code writes and reads, with the same rule as
+/// [`Event::VERSION`]: adding a field keeps it, changing or dropping one
+/// raises it, and a consumer refuses a newer version than it knows.
+pub const QUEUE_MESSAGE_VERSION: u32 = 1;
+
 /// Sent to the delivery queue once a cake is fulfilled: what the delivery
 /// company needs to pick it up and bring it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryRequest {
+    /// [`QUEUE_MESSAGE_VERSION`]; a message written before the field read
+    /// as version 1.
+    #[serde(default = "first_version")]
+    pub version: u32,
     pub message_id: Uuid,
     pub order_id: OrderId,
     pub name: String,
@@ -110,6 +120,7 @@ pub struct DeliveryRequest {
 impl DeliveryRequest {
     pub fn for_order(order: &Order, requested_at: DateTime<Utc>) -> DeliveryRequest {
         DeliveryRequest {
+            version: QUEUE_MESSAGE_VERSION,
             message_id: derived_id(order.order_id, "delivery_requested"),
             order_id: order.order_id,
             name: order.name.clone(),
@@ -126,6 +137,9 @@ impl DeliveryRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FeedbackMessage {
+    /// [`QUEUE_MESSAGE_VERSION`], as for [`DeliveryRequest`].
+    #[serde(default = "first_version")]
+    pub version: u32,
     pub message_id: Uuid,
     pub order_id: OrderId,
     pub name: String,
@@ -142,6 +156,7 @@ pub struct FeedbackMessage {
 impl FeedbackMessage {
     pub fn for_order(order: &Order, delivered_at: DateTime<Utc>) -> FeedbackMessage {
         FeedbackMessage {
+            version: QUEUE_MESSAGE_VERSION,
             message_id: derived_id(order.order_id, "feedback_received"),
             order_id: order.order_id,
             name: order.name.clone(),

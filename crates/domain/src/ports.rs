@@ -78,30 +78,31 @@ pub enum Advanced {
 /// The order table together with the order stream it feeds.
 ///
 /// Writers need both at once: an order acknowledged to a customer must be
-/// stored *and* announced. Adapters that share one database write the order
-/// and its event in one transaction; adapters over two services (a table
-/// and a stream) write the order first and put the event second, and put it
-/// again on every replay, which is harmless because event ids are derived
-/// and consumers deduplicate.
+/// stored *and* announced, with no second write that could fail after the
+/// first (no dual write). Adapters commit the change and its event
+/// together: the embedded database in one transaction with its stream, the
+/// DynamoDB adapter as an event item in the same `TransactWriteItems`, from
+/// which the table feeds the Kinesis stream. Once a call returns `Ok`, the
+/// event is certain to reach the stream; event ids are derived, so a
+/// consumer recognises a record it meets twice.
 #[async_trait]
 pub trait OrderStore: Send + Sync + 'static {
-    /// Stores a new order and puts `new.event` on the stream.
+    /// Stores a new order and, with it, `new.event` for the stream.
     ///
     /// With an idempotency key already seen: returns [`Placed::Replayed`]
-    /// (same fingerprint, after making sure the stored order's event is on
-    /// the stream) or [`Placed::KeyReused`] (different fingerprint), storing
-    /// nothing new. `Ok` means durable: the order survives a crash.
+    /// (same fingerprint; its event was committed with it) or
+    /// [`Placed::KeyReused`] (different fingerprint), storing nothing new.
+    /// `Ok` means durable: the order and its event survive a crash.
     async fn place(&self, new: &NewOrder) -> Result<Placed, StoreError>;
 
     /// The order, if it exists.
     async fn get(&self, order_id: OrderId) -> Result<Option<Order>, StoreError>;
 
     /// Compare-and-set: moves the order to `transition.to` only if it is in
-    /// the predecessor status (decided by [`Order::check`]), and then puts
-    /// an event of `announce` (built with [`Event::new`] from the order
-    /// after the change) on the stream. On [`Advanced::AlreadyDone`] the
-    /// adapter makes sure that event is on the stream too, so a retry after
-    /// a failure in between completes the step.
+    /// the predecessor status (decided by [`Order::check`]), committing
+    /// with the move an event of `announce` (built with [`Event::new`] from
+    /// the order after the change). On [`Advanced::AlreadyDone`] nothing is
+    /// written: the event was committed with the move.
     async fn advance(
         &self,
         transition: &Transition,

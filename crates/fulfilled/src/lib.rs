@@ -1,8 +1,8 @@
 //! Step 3 of the flow: the cake maker marks an order fulfilled.
 //!
 //! `POST /order/fulfilled` (cake maker's token) moves the order
-//! `placed -> fulfilled` by compare-and-set and puts `order_fulfilled` on the
-//! stream. Repeating it changes nothing and answers the order again; an
+//! `placed -> fulfilled` by compare-and-set, committing `order_fulfilled`
+//! for the stream with the move. Repeating it changes nothing and answers the order again; an
 //! order that is not `placed` yet cannot be fulfilled (there is no such
 //! case today, but the state machine decides, not this handler).
 

@@ -26,7 +26,7 @@ use crate::stream_record::{self, Decoded};
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_lambda_events::event::streams::KinesisEventResponse;
-use domain::events::Event;
+use domain::events::{Event, QUEUE_MESSAGE_VERSION};
 use domain::ports::{MailError, NotifyError, QueueError, StoreError};
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
@@ -201,6 +201,26 @@ where
     report
 }
 
+/// A queue message's body as `T`, if it is of a version this code knows
+/// ([`QUEUE_MESSAGE_VERSION`]; none written is version 1). A newer one is
+/// refused, not misread: a permanent failure, dead-lettered for redrive
+/// once the consumer is upgraded.
+fn decode_message<T: DeserializeOwned>(body: &str) -> Result<T, StepError> {
+    let value: serde_json::Value = serde_json::from_str(body)
+        .map_err(|e| StepError::Permanent(format!("message is not the expected JSON: {e}")))?;
+    let version = value
+        .get("version")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(1);
+    if version > u64::from(QUEUE_MESSAGE_VERSION) {
+        return Err(StepError::Permanent(format!(
+            "message version {version} is newer than this consumer's {QUEUE_MESSAGE_VERSION}"
+        )));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| StepError::Permanent(format!("message is not the expected JSON: {e}")))
+}
+
 /// A message's id, and how its step went.
 type MessageOutcome = (Option<String>, Result<(), StepError>);
 
@@ -233,10 +253,7 @@ where
         .map(|group| async move {
             let mut outcomes = Vec::with_capacity(group.len());
             for message in group {
-                let decoded = serde_json::from_str::<T>(message.body.as_deref().unwrap_or(""))
-                    .map_err(|e| {
-                        StepError::Permanent(format!("message is not the expected JSON: {e}"))
-                    });
+                let decoded = decode_message::<T>(message.body.as_deref().unwrap_or(""));
                 let outcome = match decoded {
                     Ok(body) => step(body).await,
                     Err(why) => Err(why),
@@ -308,6 +325,31 @@ mod tests {
             }
         });
         serde_json::to_vec(&json).unwrap()
+    }
+
+    #[test]
+    fn queue_messages_of_the_previous_form_and_this_version_are_read_newer_refused() {
+        use domain::events::DeliveryRequest;
+        let order = domain::memory::placed_order();
+        let now = chrono::Utc::now();
+        let current = serde_json::to_value(DeliveryRequest::for_order(&order, now)).unwrap();
+        assert_eq!(current["version"], QUEUE_MESSAGE_VERSION);
+        // Written before messages carried a version.
+        let mut previous = current.clone();
+        previous.as_object_mut().unwrap().remove("version");
+        let read: DeliveryRequest = decode_message(&previous.to_string()).unwrap();
+        assert_eq!(read.version, 1);
+        assert_eq!(read.order_id, order.order_id);
+        let read: DeliveryRequest = decode_message(&current.to_string()).unwrap();
+        assert_eq!(read, DeliveryRequest::for_order(&order, now));
+        let mut newer = current;
+        newer["version"] = serde_json::json!(QUEUE_MESSAGE_VERSION + 1);
+        let refused = decode_message::<DeliveryRequest>(&newer.to_string()).unwrap_err();
+        assert!(refused.is_permanent());
+        assert!(
+            refused.to_string().contains("newer than this consumer"),
+            "{refused}"
+        );
     }
 
     #[tokio::test]

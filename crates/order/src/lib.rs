@@ -1,8 +1,9 @@
 //! Step 1 of the flow: a customer orders a cake.
 //!
-//! `POST /order` validates the order against the catalog, stores it with
-//! status `placed` and puts `order_placed` on the stream, both before it
-//! answers `201`. The answer carries the customer's token, which the
+//! `POST /order` validates the order against the catalog and stores it
+//! with status `placed` together with its `order_placed` event, in one
+//! write, before it answers `201`: the event is then certain to reach the
+//! stream (`OrderStore::place`). The answer carries the customer's token, which the
 //! customer needs to follow the order and to confirm delivery. A retry with
 //! the same `Idempotency-Key` answers with the same order and token.
 //!
