@@ -13,12 +13,12 @@ use anyhow::{Context, Result, bail};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
-/// 32 random bytes (from the operating system, through `uuid`'s v4 ids).
-fn random_bytes() -> [u8; 32] {
+/// 32 random bytes from the operating system's random source.
+fn random_bytes() -> Result<[u8; 32]> {
     let mut bytes = [0u8; 32];
-    bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    bytes
+    getrandom::fill(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("no random bytes for a new secret: {e}"))?;
+    Ok(bytes)
 }
 
 pub struct Secrets {
@@ -41,21 +41,22 @@ impl Secrets {
             Some(token) => (token, None),
             None => {
                 let file = dir.join("baker-token");
-                let token = kept(&file, || URL_SAFE_NO_PAD.encode(random_bytes()))?;
+                let token = kept(&file, || Ok(URL_SAFE_NO_PAD.encode(random_bytes()?)))?;
                 (token, Some(file))
             }
         };
-        if baker_token.len() < 16 {
+        // Characters, not bytes: nine `é` are not a 16-character token.
+        if baker_token.chars().count() < 16 {
             bail!("the baker token must be at least 16 characters");
         }
         let customer_token_secret = kept(&dir.join("customer-token-secret"), || {
-            URL_SAFE_NO_PAD.encode(random_bytes())
+            Ok(URL_SAFE_NO_PAD.encode(random_bytes()?))
         })?
         .into_bytes();
         let webhook_secret = match webhook_secret {
             Some(secret) => secret,
             None => kept(&dir.join("webhook-secret"), || {
-                format!("whsec_{}", STANDARD.encode(random_bytes()))
+                Ok(format!("whsec_{}", STANDARD.encode(random_bytes()?)))
             })?,
         };
         Ok(Secrets {
@@ -68,14 +69,14 @@ impl Secrets {
 }
 
 /// The contents of `file`, written with `make()` first if it is missing.
-fn kept(file: &Path, make: impl FnOnce() -> String) -> Result<String> {
+fn kept(file: &Path, make: impl FnOnce() -> Result<String>) -> Result<String> {
     match std::fs::read_to_string(file) {
         Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_string()),
         Ok(_) => bail!("{} is empty; delete it to make a new one", file.display()),
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
     }
-    let value = make();
+    let value = make()?;
     let mut out = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -92,6 +93,15 @@ fn kept(file: &Path, make: impl FnOnce() -> String) -> Result<String> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_baker_token_is_counted_in_characters() {
+        let dir = tempfile::tempdir().unwrap();
+        let nine = "é".repeat(9); // 18 bytes, 9 characters
+        assert!(Secrets::load(dir.path(), Some(nine), None).is_err());
+        let sixteen = "é".repeat(16);
+        assert!(Secrets::load(dir.path(), Some(sixteen), None).is_ok());
+    }
 
     #[test]
     fn secrets_are_made_once_and_kept_owner_only() {
