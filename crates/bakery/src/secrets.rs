@@ -21,6 +21,9 @@ fn random_bytes() -> Result<[u8; 32]> {
     Ok(bytes)
 }
 
+/// The shortest customer-token key accepted, as on AWS.
+const CUSTOMER_TOKEN_SECRET_MIN_CHARS: usize = 32;
+
 pub struct Secrets {
     pub baker_token: String,
     /// Where the baker token is kept (printed at start instead of the token).
@@ -49,10 +52,20 @@ impl Secrets {
         if baker_token.chars().count() < 16 {
             bail!("the baker token must be at least 16 characters");
         }
-        let customer_token_secret = kept(&dir.join("customer-token-secret"), || {
+        let customer_token_file = dir.join("customer-token-secret");
+        let customer_token_secret = kept(&customer_token_file, || {
             Ok(URL_SAFE_NO_PAD.encode(random_bytes()?))
-        })?
-        .into_bytes();
+        })?;
+        // A key anyone could guess makes every customer's token guessable.
+        if customer_token_secret.chars().count() < CUSTOMER_TOKEN_SECRET_MIN_CHARS {
+            bail!(
+                "{} holds {} characters; a customer-token key needs at least {CUSTOMER_TOKEN_SECRET_MIN_CHARS} \
+                 (delete the file to make a new one: customers' tokens then change)",
+                customer_token_file.display(),
+                customer_token_secret.chars().count()
+            );
+        }
+        let customer_token_secret = customer_token_secret.into_bytes();
         let webhook_secret = match webhook_secret {
             Some(secret) => secret,
             None => kept(&dir.join("webhook-secret"), || {
@@ -93,6 +106,18 @@ fn kept(file: &Path, make: impl FnOnce() -> Result<String>) -> Result<String> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_customer_token_key_file_too_short_to_be_a_secret_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("customer-token-secret"), "short").unwrap();
+        let error = Secrets::load(dir.path(), Some("t".repeat(16)), None)
+            .err()
+            .expect("a 5-character key is refused");
+        let said = error.to_string();
+        assert!(said.contains("customer-token-secret"), "{said}");
+        assert!(said.contains("at least 32"), "{said}");
+    }
 
     #[test]
     fn a_baker_token_is_counted_in_characters() {
