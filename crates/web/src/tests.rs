@@ -25,6 +25,12 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_serving_operators(true)
+}
+
+/// [`setup`], with or without the operator's pages (the deployed `order`
+/// function serves none).
+fn setup_serving_operators(with_operator: bool) -> Setup {
     let store = Arc::new(MemoryStore::default());
     let operations = Arc::new(MemoryOperations::default());
     let catalog = Arc::new(Catalog::default());
@@ -38,7 +44,7 @@ fn setup() -> Setup {
     let app = router(WebDeps {
         order_api,
         queries: store.clone(),
-        operations: Some(operations.clone()),
+        operations: with_operator.then(|| operations.clone() as Arc<dyn Operations>),
         catalog,
         baker_token: TokenHash::of(BAKER),
     });
@@ -440,4 +446,27 @@ async fn the_stylesheet_and_script_are_served_from_here() {
     );
     let page = get(&app, "/", None).await.text;
     assert!(page.contains(&format!("/static/style.css?v={}", asset_version())));
+}
+
+#[tokio::test]
+async fn without_operations_there_are_no_operator_routes_and_the_rest_still_serves() {
+    let Setup { app, .. } = setup_serving_operators(false);
+    for answer in [
+        get(&app, "/operator", Some(BAKER)).await,
+        get(&app, "/operator/status", Some(BAKER)).await,
+        post(
+            &app,
+            "/operator/dead-letters/delivery:m-1/redrive",
+            Some(BAKER),
+        )
+        .await,
+    ] {
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.text);
+    }
+    assert_eq!(get(&app, "/", None).await.status, StatusCode::OK);
+    assert_eq!(get(&app, "/baker", None).await.status, StatusCode::OK);
+    assert_eq!(
+        get(&app, "/baker/orders", Some(BAKER)).await.status,
+        StatusCode::OK
+    );
 }
