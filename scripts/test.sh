@@ -5,6 +5,9 @@
 # they are already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A clean run gains nothing from incremental caches, and they would double
+# the disk our own crates take.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 echo "== tools"
 scripts/install-test-tools.sh
