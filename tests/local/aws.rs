@@ -78,7 +78,7 @@ async fn the_whole_flow_runs_on_the_aws_apis() {
     let clients = clients_for(&moto.endpoint, None).await;
     for (id, _) in &orders {
         let item = clients
-            .dynamodb
+            .dynamodb()
             .get_item()
             .table_name(format!("{prefix}-orders"))
             .key("pk", AttributeValue::S(format!("order#{id}")))
@@ -126,7 +126,7 @@ async fn the_whole_flow_runs_on_the_aws_apis() {
     }
 
     let kept = clients
-        .s3
+        .s3()
         .list_objects_v2()
         .bucket(format!("{prefix}-stream-failures"))
         .send()
@@ -135,7 +135,7 @@ async fn the_whole_flow_runs_on_the_aws_apis() {
     assert_eq!(kept.key_count(), Some(0), "no stream failures");
     for queue in ["delivery", "delivery-dlq", "feedback", "feedback-dlq"] {
         let url = clients
-            .sqs
+            .sqs()
             .get_queue_url()
             .queue_name(format!("{prefix}-{queue}"))
             .send()
@@ -144,7 +144,7 @@ async fn the_whole_flow_runs_on_the_aws_apis() {
             .queue_url
             .unwrap();
         let attributes = clients
-            .sqs
+            .sqs()
             .get_queue_attributes()
             .queue_url(&url)
             .attribute_names(QueueAttributeName::All)
@@ -219,7 +219,7 @@ async fn bakery_dlq_finds_a_deployed_stacks_queues_by_their_urls() {
         "FeedbackDeadLetterQueue",
     ] {
         let url = clients
-            .sqs
+            .sqs()
             .create_queue()
             .queue_name(format!("{stack}-{queue}-1A2B3C4D"))
             .send()
@@ -236,7 +236,7 @@ async fn bakery_dlq_finds_a_deployed_stacks_queues_by_their_urls() {
         .unwrap();
     let order_id = uuid::Uuid::now_v7().to_string();
     clients
-        .sqs
+        .sqs()
         .send_message()
         .queue_url(&urls["DeliveryDeadLetterQueue"])
         .message_body(json!({"orderId": order_id, "messageId": "m-1"}).to_string())
@@ -298,7 +298,7 @@ async fn bakery_dlq_finds_a_deployed_stacks_queues_by_their_urls() {
     assert!(ok, "{said}");
     // Back on the stack's delivery queue, gone from its dead-letter queue.
     let received = clients
-        .sqs
+        .sqs()
         .receive_message()
         .queue_url(&urls["DeliveryQueue"])
         .wait_time_seconds(5)

@@ -128,7 +128,7 @@ impl Rig {
         loop {
             let page = self
                 .clients
-                .dynamodb
+                .dynamodb()
                 .scan()
                 .table_name(format!("{}-orders", self.prefix))
                 .consistent_read(true)
@@ -229,7 +229,7 @@ impl Rig {
     async fn kept_stream_failures(&self) -> Vec<String> {
         let listed = self
             .clients
-            .s3
+            .s3()
             .list_objects_v2()
             .bucket(format!("{}-stream-failures", self.prefix))
             .send()
@@ -264,7 +264,7 @@ impl Rig {
     async fn queue_counts(&self, queue: &str, counts: &[QueueAttributeName]) -> u64 {
         let url = self
             .clients
-            .sqs
+            .sqs()
             .get_queue_url()
             .queue_name(format!("{}-{queue}", self.prefix))
             .send()
@@ -274,7 +274,7 @@ impl Rig {
             .unwrap();
         let attributes = self
             .clients
-            .sqs
+            .sqs()
             .get_queue_attributes()
             .queue_url(url)
             .set_attribute_names(Some(counts.to_vec()))
@@ -427,7 +427,7 @@ async fn aws_a_failed_stream_batch_is_kept_whole_past_the_streams_retention_and_
     // The stream loses every record, as retention would.
     let stream = format!("{}-orders", rig.prefix);
     rig.clients
-        .kinesis
+        .kinesis()
         .delete_stream()
         .stream_name(&stream)
         .send()
@@ -435,7 +435,7 @@ async fn aws_a_failed_stream_batch_is_kept_whole_past_the_streams_retention_and_
         .unwrap();
     eventually("the stream to be gone", LIMIT, || async {
         rig.clients
-            .kinesis
+            .kinesis()
             .describe_stream_summary()
             .stream_name(&stream)
             .send()

@@ -453,5 +453,6 @@ mod contract;
 mod fault_proxy;
 mod faults;
 mod flaky_partner;
+mod logs;
 mod long_poll;
 mod security;

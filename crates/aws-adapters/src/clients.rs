@@ -12,20 +12,15 @@ use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
 /// throttling, 5xx answers, timeouts and connection failures.
 pub const MAX_ATTEMPTS: u32 = 4;
 
-/// One client per service the bakery uses.
+/// The loaded configuration every SDK client of the bakery is made from.
+///
+/// A client is made only where an adapter asks for it, so a function links
+/// only the SDKs it uses (the linker drops the others): `dispatch` has no
+/// SES in its binary, `notify-baker` no SQS. Clients made from one
+/// `Clients` share its HTTP connection pool and credentials cache.
 #[derive(Clone, Debug)]
 pub struct Clients {
-    pub dynamodb: aws_sdk_dynamodb::Client,
-    pub kinesis: aws_sdk_kinesis::Client,
-    pub sqs: aws_sdk_sqs::Client,
-    pub sesv2: aws_sdk_sesv2::Client,
-    /// Where failed stream batches are kept, whole.
-    pub s3: aws_sdk_s3::Client,
-    /// The order table's change records, read only where the table cannot
-    /// feed the stream itself (see [`crate::table_feed`]).
-    pub dynamodb_streams: aws_sdk_dynamodbstreams::Client,
-    /// The functions' secrets (`crate::secrets`).
-    pub ssm: aws_sdk_ssm::Client,
+    config: SdkConfig,
 }
 
 /// The configuration loader with the bakery's retry policy, reading region,
@@ -50,24 +45,50 @@ impl Clients {
     /// Clients sharing one loaded configuration.
     pub fn new(config: &SdkConfig) -> Clients {
         Clients {
-            dynamodb: aws_sdk_dynamodb::Client::new(config),
-            kinesis: aws_sdk_kinesis::Client::new(config),
-            sqs: aws_sdk_sqs::Client::new(config),
-            sesv2: aws_sdk_sesv2::Client::new(config),
-            s3: aws_sdk_s3::Client::from_conf(
-                aws_sdk_s3::config::Builder::from(config)
-                    // An emulator on one host and port cannot serve buckets
-                    // as subdomains.
-                    .force_path_style(config.endpoint_url().is_some())
-                    .build(),
-            ),
-            dynamodb_streams: aws_sdk_dynamodbstreams::Client::new(config),
-            ssm: aws_sdk_ssm::Client::new(config),
+            config: config.clone(),
         }
+    }
+
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.config)
+    }
+
+    pub fn kinesis(&self) -> aws_sdk_kinesis::Client {
+        aws_sdk_kinesis::Client::new(&self.config)
+    }
+
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.config)
+    }
+
+    pub fn sesv2(&self) -> aws_sdk_sesv2::Client {
+        aws_sdk_sesv2::Client::new(&self.config)
+    }
+
+    /// Where failed stream batches are kept, whole.
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&self.config)
+                // An emulator on one host and port cannot serve buckets as
+                // subdomains.
+                .force_path_style(self.config.endpoint_url().is_some())
+                .build(),
+        )
+    }
+
+    /// The order table's change records, read only where the table cannot
+    /// feed the stream itself (see [`crate::table_feed`]).
+    pub fn dynamodb_streams(&self) -> aws_sdk_dynamodbstreams::Client {
+        aws_sdk_dynamodbstreams::Client::new(&self.config)
+    }
+
+    /// The functions' secrets (`crate::secrets`).
+    pub fn ssm(&self) -> aws_sdk_ssm::Client {
+        aws_sdk_ssm::Client::new(&self.config)
     }
 
     /// The region the clients talk to, as Lambda names it in event records.
     pub fn region(&self) -> Option<String> {
-        self.kinesis.config().region().map(|r| r.to_string())
+        self.config.region().map(|r| r.to_string())
     }
 }

@@ -101,7 +101,7 @@ impl DynamoStore {
     /// The store over `table` (name).
     pub fn new(clients: &Clients, table: impl Into<String>) -> Self {
         DynamoStore {
-            dynamodb: clients.dynamodb.clone(),
+            dynamodb: clients.dynamodb(),
             table: table.into(),
         }
     }
@@ -561,6 +561,7 @@ mod tests {
                 step: Step::Placed,
                 at,
             }],
+            correlation_id: None,
             customer_token_hash: TokenHash::of("secret"),
         }
     }

@@ -5,11 +5,21 @@
 //! up as `\x1b[..]` noise). Lambda's advanced logging controls are honoured:
 //! `AWS_LAMBDA_LOG_FORMAT=JSON` switches to one JSON object per line, and
 //! `AWS_LAMBDA_LOG_LEVEL` (else `RUST_LOG`, else `info`) sets the level.
+//!
+//! In JSON a line's own fields sit at the top level beside `level` and
+//! `message`; the span it was logged in (an order's: `orderId`,
+//! `correlationId`, see `lambda_kit::logs`) is under `span`, and every
+//! enclosing span (Lambda's `requestId` among them) under `spans`.
+//!
+//! [`init`] also installs the business metrics' recorder
+//! (`lambda_kit::metrics`): its lines go to standard output after each
+//! invocation, as Embedded Metric Format.
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 
-/// Installs the global subscriber. Call once, first thing in `main`.
+/// Installs the global subscriber and the metrics recorder. Call once,
+/// first thing in `main`.
 pub fn init() {
     let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
         .or_else(|_| std::env::var("RUST_LOG"))
@@ -27,8 +37,14 @@ pub fn init() {
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     // `try_init` so a second call (or a test harness's subscriber) is harmless.
     let _ = if json {
-        builder.json().try_init()
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init()
     } else {
         builder.compact().try_init()
     };
+    lambda_kit::metrics::install_embedded_metric_format();
 }

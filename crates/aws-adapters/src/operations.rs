@@ -139,8 +139,8 @@ pub struct AwsOperations {
 impl AwsOperations {
     pub fn new(clients: &Clients, config: OperationsConfig) -> Self {
         AwsOperations {
-            sqs: clients.sqs.clone(),
-            kinesis: clients.kinesis.clone(),
+            sqs: clients.sqs(),
+            kinesis: clients.kinesis(),
             reader: SqsReader::new(clients),
             stream_failures: StreamFailures::new(clients, &config.stream_failures_bucket),
             config,

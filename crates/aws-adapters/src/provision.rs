@@ -62,7 +62,7 @@ pub async fn create_order_table(clients: &Clients, name: &str) -> Result<(), Sto
         .build()
         .map_err(build_error)?;
     clients
-        .dynamodb
+        .dynamodb()
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
@@ -82,7 +82,7 @@ pub async fn create_order_table(clients: &Clients, name: &str) -> Result<(), Sto
         .await
         .map_err(|e| store_error("CreateTable", &e))?;
     clients
-        .dynamodb
+        .dynamodb()
         .wait_until_table_exists()
         .table_name(name)
         .wait(READY_WITHIN)
@@ -90,7 +90,7 @@ pub async fn create_order_table(clients: &Clients, name: &str) -> Result<(), Sto
         .map_err(|e| StoreError::Unavailable(format!("table {name} not active: {e}")))?;
     // Idempotency keys expire (the templates say the same).
     clients
-        .dynamodb
+        .dynamodb()
         .update_time_to_live()
         .table_name(name)
         .time_to_live_specification(
@@ -114,7 +114,7 @@ pub async fn create_order_stream(
     shards: u32,
 ) -> Result<String, StoreError> {
     clients
-        .kinesis
+        .kinesis()
         .create_stream()
         .stream_name(name)
         .shard_count(i32::try_from(shards).unwrap_or(1))
@@ -122,14 +122,14 @@ pub async fn create_order_stream(
         .await
         .map_err(|e| store_error("CreateStream", &e))?;
     clients
-        .kinesis
+        .kinesis()
         .wait_until_stream_exists()
         .stream_name(name)
         .wait(READY_WITHIN)
         .await
         .map_err(|e| StoreError::Unavailable(format!("stream {name} not active: {e}")))?;
     let summary = clients
-        .kinesis
+        .kinesis()
         .describe_stream_summary()
         .stream_name(name)
         .send()
@@ -144,7 +144,7 @@ pub async fn create_order_stream(
 /// Creates the bucket failed stream batches are kept in, unless it is
 /// there already.
 pub async fn create_bucket(clients: &Clients, name: &str) -> Result<(), StoreError> {
-    match clients.s3.create_bucket().bucket(name).send().await {
+    match clients.s3().create_bucket().bucket(name).send().await {
         Ok(_) => Ok(()),
         Err(error)
             if error.as_service_error().is_some_and(|e| {
@@ -173,7 +173,7 @@ pub async fn create_queue(
     name: &str,
     dead_letter: Option<DeadLetter<'_>>,
 ) -> Result<String, StoreError> {
-    let mut request = clients.sqs.create_queue().queue_name(name);
+    let mut request = clients.sqs().create_queue().queue_name(name);
     if name.ends_with(".fifo") {
         request = request.attributes(QueueAttributeName::FifoQueue, "true");
     }
@@ -196,7 +196,7 @@ pub async fn create_queue(
 /// A queue's ARN, as the queue reports it.
 pub async fn queue_arn(clients: &Clients, queue_url: &str) -> Result<String, StoreError> {
     let output = clients
-        .sqs
+        .sqs()
         .get_queue_attributes()
         .queue_url(queue_url)
         .attribute_names(QueueAttributeName::QueueArn)

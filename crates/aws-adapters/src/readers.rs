@@ -40,7 +40,7 @@ const EMPTY_PAGES: usize = 5;
 impl KinesisReader {
     /// A reader of `stream` (a name or an ARN); checks the stream exists.
     pub async fn open(clients: &Clients, stream: &str) -> Result<KinesisReader, StoreError> {
-        let request = clients.kinesis.describe_stream_summary();
+        let request = clients.kinesis().describe_stream_summary();
         let request = if stream.starts_with("arn:") {
             request.stream_arn(stream)
         } else {
@@ -54,7 +54,7 @@ impl KinesisReader {
             .stream_description_summary()
             .ok_or_else(|| StoreError::Failed(format!("stream {stream}: no description")))?;
         Ok(KinesisReader {
-            client: clients.kinesis.clone(),
+            client: clients.kinesis(),
             stream_name: summary.stream_name().to_owned(),
             stream_arn: summary.stream_arn().to_owned(),
             region: clients.region(),
@@ -180,7 +180,7 @@ const DLQ_ROUNDS: usize = 20;
 impl SqsReader {
     pub fn new(clients: &Clients) -> Self {
         SqsReader {
-            client: clients.sqs.clone(),
+            client: clients.sqs(),
             region: clients.region(),
         }
     }

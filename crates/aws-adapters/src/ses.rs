@@ -80,7 +80,7 @@ impl SesMailer {
         per_second: NonZeroU32,
     ) -> Self {
         SesMailer {
-            client: clients.sesv2.clone(),
+            client: clients.sesv2(),
             from: from.into(),
             pace: Arc::new(RateLimiter::direct(Quota::per_second(per_second))),
         }

@@ -29,7 +29,7 @@ impl SqsQueue {
     pub fn new(clients: &Clients, queue_url: impl Into<String>) -> Self {
         let url = queue_url.into();
         SqsQueue {
-            client: clients.sqs.clone(),
+            client: clients.sqs(),
             fifo: url.ends_with(".fifo"),
             url,
         }

@@ -71,7 +71,7 @@ impl StreamFailure {
 impl StreamFailures {
     pub fn new(clients: &Clients, bucket: impl Into<String>) -> Self {
         StreamFailures {
-            s3: clients.s3.clone(),
+            s3: clients.s3(),
             bucket: bucket.into(),
         }
     }

@@ -58,7 +58,7 @@ impl TableFeed {
         stream: &str,
     ) -> Result<TableFeed, StoreError> {
         let described = clients
-            .dynamodb
+            .dynamodb()
             .describe_table()
             .table_name(table)
             .send()
@@ -75,8 +75,8 @@ impl TableFeed {
             })?
             .to_owned();
         Ok(TableFeed {
-            streams: clients.dynamodb_streams.clone(),
-            kinesis: clients.kinesis.clone(),
+            streams: clients.dynamodb_streams(),
+            kinesis: clients.kinesis(),
             table: table.to_owned(),
             stream: stream.to_owned(),
             region: clients.region().unwrap_or_else(|| "us-east-1".into()),

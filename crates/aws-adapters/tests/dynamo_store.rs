@@ -107,7 +107,7 @@ async fn items_with_prefix(
     prefix: &str,
 ) -> Vec<HashMap<String, AttributeValue>> {
     let scan = clients
-        .dynamodb
+        .dynamodb()
         .scan()
         .table_name(table)
         .consistent_read(true)
@@ -196,7 +196,7 @@ async fn a_key_expires_with_the_tables_ttl_after_the_window() {
     let s = setup(1).await;
     let ttl = s
         .clients
-        .dynamodb
+        .dynamodb()
         .describe_time_to_live()
         .table_name(&s.table)
         .send()
@@ -209,7 +209,7 @@ async fn a_key_expires_with_the_tables_ttl_after_the_window() {
     s.store.place(&first).await.unwrap();
     let item = s
         .clients
-        .dynamodb
+        .dynamodb()
         .get_item()
         .table_name(&s.table)
         .key("pk", AttributeValue::S("idem#key-ttl".into()))
@@ -467,7 +467,7 @@ async fn the_reader_gives_lambda_shaped_records_in_order_per_order() {
     events.sort_by_key(|e| e.event_type == EventType::OrderFulfilled);
     for event in &events {
         s.clients
-            .kinesis
+            .kinesis()
             .put_record()
             .stream_name(&s.stream)
             .partition_key(event.partition_key())

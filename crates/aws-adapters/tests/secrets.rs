@@ -16,7 +16,7 @@ use support::{Moto, clients_for, free_port, unique};
 
 async fn put(clients: &Clients, name: &str, value: &str) {
     clients
-        .ssm
+        .ssm()
         .put_parameter()
         .name(name)
         .value(value)
@@ -59,7 +59,7 @@ async fn a_functions_secrets_are_read_decrypted_in_one_call() {
     )
     .await;
 
-    let secrets = SsmSecrets::new(&clients.ssm, &config(&path, Duration::from_secs(300)))
+    let secrets = SsmSecrets::new(&clients.ssm(), &config(&path, Duration::from_secs(300)))
         .fetch()
         .await
         .unwrap();
@@ -84,7 +84,7 @@ async fn a_missing_parameter_is_named_with_its_variable() {
     )
     .await;
 
-    let error = SsmSecrets::new(&clients.ssm, &config(&path, Duration::from_secs(300)))
+    let error = SsmSecrets::new(&clients.ssm(), &config(&path, Duration::from_secs(300)))
         .fetch()
         .await
         .unwrap_err();
@@ -102,7 +102,7 @@ async fn an_unreachable_ssm_is_unavailable() {
         .with_max_attempts(2)
         .with_initial_backoff(Duration::from_millis(10));
     let nowhere = clients_for(&format!("http://127.0.0.1:{}", free_port()), Some(fast)).await;
-    let error = SsmSecrets::new(&nowhere.ssm, &config("/bakery/x", Duration::from_secs(1)))
+    let error = SsmSecrets::new(&nowhere.ssm(), &config("/bakery/x", Duration::from_secs(1)))
         .fetch()
         .await
         .unwrap_err();
@@ -114,7 +114,10 @@ async fn a_function_without_secrets_asks_ssm_nothing() {
     let fast = RetryConfig::standard().with_max_attempts(1);
     let nowhere = clients_for(&format!("http://127.0.0.1:{}", free_port()), Some(fast)).await;
     let none = SecretsConfig::new(vec![], Duration::from_secs(1)).unwrap();
-    let secrets = SsmSecrets::new(&nowhere.ssm, &none).fetch().await.unwrap();
+    let secrets = SsmSecrets::new(&nowhere.ssm(), &none)
+        .fetch()
+        .await
+        .unwrap();
     assert_eq!(secrets, Secrets::default());
 }
 
@@ -138,7 +141,7 @@ async fn a_value_put_with_overwrite_is_built_from_at_the_first_invocation_after_
 
     let period = Duration::from_secs(1);
     let refreshing = config(&path, period)
-        .load_and_build(&clients.ssm, |secrets| {
+        .load_and_build(&clients.ssm(), |secrets| {
             Ok(secrets.get(BAKER_TOKEN)?.to_owned())
         })
         .await

@@ -25,7 +25,7 @@ async fn an_email_from_a_verified_address_is_sent() {
     let moto = Moto::start().await;
     let clients = moto.clients().await;
     clients
-        .sesv2
+        .sesv2()
         .create_email_identity()
         .email_identity(FROM)
         .send()
@@ -62,7 +62,7 @@ async fn an_unverified_sender_or_a_bad_address_is_rejected() {
     );
 
     clients
-        .sesv2
+        .sesv2()
         .create_email_identity()
         .email_identity(FROM)
         .send()

@@ -30,6 +30,7 @@ use outbound::{EmailPartner, OutboxMailer, RetryPolicy, SmtpMailer, WebhookNotif
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::aws::Resources;
 use crate::config::{Backend as BackendKind, ServeConfig, Tuning};
@@ -231,19 +232,27 @@ impl Bakery {
         } = self.consumers;
         let notify_baker: Handler<_> = Arc::new(move |batch| {
             let deps = notify_baker.clone();
-            async move { notify_baker::handle(&deps, batch).await }.boxed()
+            async move { notify_baker::handle(&deps, batch).await }
+                .instrument(function_span("notify-baker"))
+                .boxed()
         });
         let dispatch: Handler<_> = Arc::new(move |batch| {
             let deps = dispatch.clone();
-            async move { dispatch::handle(&deps, batch).await }.boxed()
+            async move { dispatch::handle(&deps, batch).await }
+                .instrument(function_span("dispatch"))
+                .boxed()
         });
         let notify_delivery: Handler<_> = Arc::new(move |batch| {
             let deps = notify_delivery.clone();
-            async move { notify_delivery::handle(&deps, batch).await }.boxed()
+            async move { notify_delivery::handle(&deps, batch).await }
+                .instrument(function_span("notify-delivery"))
+                .boxed()
         });
         let feedback: Handler<_> = Arc::new(move |batch| {
             let deps = feedback.clone();
-            async move { feedback::handle(&deps, batch).await }.boxed()
+            async move { feedback::handle(&deps, batch).await }
+                .instrument(function_span("feedback"))
+                .boxed()
         });
         let workers = self
             .sources
@@ -523,4 +532,11 @@ impl Sources {
             }
         })
     }
+}
+
+/// The span a consumer's batch runs in: which of the seven functions it
+/// is, as the log group says on AWS (the HTTP functions' requests get
+/// theirs in `server`).
+fn function_span(function: &'static str) -> tracing::Span {
+    tracing::info_span!("function", function)
 }

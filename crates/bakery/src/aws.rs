@@ -139,7 +139,7 @@ impl Resources {
 
 async fn queue_url(clients: &Clients, name: &str) -> Result<String, domain::ports::StoreError> {
     let output = clients
-        .sqs
+        .sqs()
         .get_queue_url()
         .queue_name(name)
         .send()
@@ -157,7 +157,7 @@ async fn provision_missing(
     mail_from: &str,
 ) -> Result<()> {
     let table_exists = match clients
-        .dynamodb
+        .dynamodb()
         .describe_table()
         .table_name(table)
         .send()
@@ -178,7 +178,7 @@ async fn provision_missing(
             .with_context(|| format!("table {table}"))?;
     }
     let stream_exists = match clients
-        .kinesis
+        .kinesis()
         .describe_stream_summary()
         .stream_name(stream)
         .send()
@@ -201,7 +201,7 @@ async fn provision_missing(
     // SES sends only from verified identities.
     let sender = sender_address(mail_from);
     let created = clients
-        .sesv2
+        .sesv2()
         .create_email_identity()
         .email_identity(sender)
         .send()

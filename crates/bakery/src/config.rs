@@ -16,8 +16,25 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// How log lines on standard error look: `text` for people, `json` for
+    /// a log store (one object per line, with the fields the functions log
+    /// on AWS: `orderId` and `correlationId` under `span`).
+    #[arg(
+        long,
+        value_enum,
+        env = "BAKERY_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
     #[command(flatten)]
     pub serve: ServeConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

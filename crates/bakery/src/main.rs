@@ -13,13 +13,14 @@ use std::io::{IsTerminal, Write};
 
 use anyhow::Result;
 use bakery::app::Bakery;
-use bakery::config::{Cli, Command};
+use bakery::config::{Cli, Command, LogFormat};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
     // Handlers log a line per order: a background thread writes them to
     // stderr so no request or batch waits on the terminal or pipe. Not
     // lossy (a full buffer makes the logger wait rather than drop a dead
@@ -29,14 +30,23 @@ async fn main() -> std::process::ExitCode {
     let (stderr, _flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(std::io::BufWriter::new(std::io::stderr()));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("BAKERY_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    match run(Cli::parse()).await {
+        .with_writer(stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // The shape of the deployed functions' JSON lines
+        // (aws_adapters::logging), with a timestamp.
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+    }
+    match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("bakery: {error:#}");

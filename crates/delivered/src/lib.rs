@@ -19,6 +19,8 @@ use domain::ports::{AdvanceAndSend, Advanced, OrderStore, QueueMessage};
 use domain::validation::{DeliverRequest, limits};
 use domain::{Order, Status, Step, StepDetails, Transition};
 use lambda_kit::http::{ApiError, Bearer, JsonBody, no_store};
+use lambda_kit::logs;
+use tracing::Instrument;
 
 #[derive(Clone)]
 pub struct Deps {
@@ -63,15 +65,18 @@ async fn confirm_delivery(
             ..StepDetails::default()
         },
     };
+    let span = logs::order_span(order.order_id, order.correlation_id.as_deref());
     // Sent on every confirmation, first or repeated: a repeat may be the
     // retry of one whose send failed.
-    let order = match deps
+    let advanced = deps
         .to_feedback
         .advance_and_send(&transition, feedback_message)
-        .await?
-    {
+        .instrument(span.clone())
+        .await?;
+    let order = match advanced {
         Advanced::Moved(order) => {
-            tracing::info!(order_id = %order.order_id, "order delivered");
+            span.in_scope(|| tracing::info!("order delivered"));
+            lambda_kit::metrics::step_reached(&order, Step::Delivered, transition.at);
             order
         }
         Advanced::AlreadyDone(order) => order,

@@ -42,10 +42,12 @@ async fn dispatch(deps: &Deps, event: Event) -> Result<(), StepError> {
         .advance_and_send(&transition, delivery_request)
         .await?
     {
-        Advanced::Moved(order) | Advanced::AlreadyDone(order) => {
-            tracing::info!(order_id = %order.order_id, "out for delivery");
+        Advanced::Moved(order) => {
+            tracing::info!("out for delivery");
+            lambda_kit::metrics::step_reached(&order, Step::OutForDelivery, transition.at);
             Ok(())
         }
+        Advanced::AlreadyDone(_) => Ok(()),
         // The order may still catch up (a record read before its write
         // settled): worth another try.
         Advanced::OutOfOrder(order) => Err(StepError::Transient(format!(

@@ -27,7 +27,10 @@ async fn main() -> Result<(), Error> {
     let (deps, give_up) = (&deps, &give_up);
     lambda_runtime::run(service_fn(|event: LambdaEvent<KinesisEvent>| async move {
         let report = dispatch::handle(deps, event.payload.clone()).await;
-        Ok::<_, Error>(give_up.settle(&event.payload, report).await)
+        let response = give_up.settle(&event.payload, report).await;
+        // This invocation's business metrics, as one Embedded Metric Format line.
+        lambda_kit::metrics::flush();
+        Ok::<_, Error>(response)
     }))
     .await
 }

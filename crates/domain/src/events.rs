@@ -91,6 +91,40 @@ impl Event {
     }
 }
 
+/// What an event or queue message says about the order it is for: its id
+/// and correlation id, which every log line about it carries.
+pub trait ForOrder {
+    fn order_id(&self) -> OrderId;
+    fn correlation_id(&self) -> Option<&str>;
+}
+
+impl ForOrder for Event {
+    fn order_id(&self) -> OrderId {
+        self.order_id
+    }
+    fn correlation_id(&self) -> Option<&str> {
+        self.order.correlation_id.as_deref()
+    }
+}
+
+impl ForOrder for DeliveryRequest {
+    fn order_id(&self) -> OrderId {
+        self.order_id
+    }
+    fn correlation_id(&self) -> Option<&str> {
+        self.correlation_id.as_deref()
+    }
+}
+
+impl ForOrder for FeedbackMessage {
+    fn order_id(&self) -> OrderId {
+        self.order_id
+    }
+    fn correlation_id(&self) -> Option<&str> {
+        self.correlation_id.as_deref()
+    }
+}
+
 /// The version of the queue messages' JSON ([`DeliveryRequest`],
 /// [`FeedbackMessage`]) this code writes and reads, with the same rule as
 /// [`Event::VERSION`]: adding a field keeps it, changing or dropping one
@@ -115,6 +149,9 @@ pub struct DeliveryRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fulfillment_id: Option<String>,
     pub requested_at: DateTime<Utc>,
+    /// The order's correlation id ([`crate::correlation`]), for the logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
 }
 
 impl DeliveryRequest {
@@ -129,6 +166,7 @@ impl DeliveryRequest {
             quantity: order.quantity,
             fulfillment_id: order.fulfillment_id.clone(),
             requested_at,
+            correlation_id: order.correlation_id.clone(),
         }
     }
 }
@@ -151,6 +189,9 @@ pub struct FeedbackMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_review: Option<String>,
     pub delivered_at: DateTime<Utc>,
+    /// The order's correlation id ([`crate::correlation`]), for the logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
 }
 
 impl FeedbackMessage {
@@ -165,6 +206,7 @@ impl FeedbackMessage {
             delivery_company_id: order.delivery_company_id.clone(),
             order_review: order.order_review.clone(),
             delivered_at,
+            correlation_id: order.correlation_id.clone(),
         }
     }
 }

@@ -23,6 +23,7 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod correlation;
 pub mod events;
 pub mod order;
 pub mod ports;

@@ -200,6 +200,7 @@ pub fn placed_order() -> Order {
             step: Step::Placed,
             at: now,
         }],
+        correlation_id: None,
         customer_token_hash: crate::auth::TokenHash::of(&format!("token-{order_id}")),
     }
 }

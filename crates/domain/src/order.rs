@@ -167,6 +167,11 @@ pub struct Order {
     pub order_review: Option<String>,
     /// Every step so far, in flow order.
     pub timeline: Vec<StepTime>,
+    /// Follows the order through every function's logs, events and
+    /// messages: chosen when it is placed ([`crate::correlation`]). Orders
+    /// stored before it existed have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
     #[serde(skip)]
     pub customer_token_hash: TokenHash,
 }
@@ -249,6 +254,19 @@ impl Order {
     pub fn reached(&self, step: Step) -> bool {
         self.at(step).is_some()
     }
+
+    /// How long after the step before it `step` came, had it come `at`
+    /// (the business metric `StepLatency`): `None` without an earlier
+    /// step, or for clocks that disagree (a negative gap).
+    pub fn latency_to(&self, step: Step, at: DateTime<Utc>) -> Option<std::time::Duration> {
+        let previous = self.timeline.iter().rfind(|s| s.step < step)?;
+        (at - previous.at).to_std().ok()
+    }
+
+    /// [`Order::latency_to`] for a step the timeline already has.
+    pub fn step_latency(&self, step: Step) -> Option<std::time::Duration> {
+        self.latency_to(step, self.at(step)?)
+    }
 }
 
 #[cfg(test)]
@@ -278,6 +296,7 @@ pub(crate) mod tests {
                 step: Step::Placed,
                 at,
             }],
+            correlation_id: None,
             customer_token_hash: TokenHash::default(),
         }
     }

@@ -175,6 +175,7 @@ async fn advance_moves_forward_once_and_announces_it() {
     assert_eq!(events[1].event_type, EventType::OrderFulfilled);
     // Events carry the order's JSON form, which leaves the hash out.
     let announced = domain::Order {
+        correlation_id: None,
         customer_token_hash: TokenHash::default(),
         ..moved.clone()
     };

@@ -17,8 +17,10 @@ use domain::auth::TokenHash;
 use domain::events::EventType;
 use domain::ports::{Advanced, OrderStore};
 use domain::validation::{FulfilRequest, limits};
-use domain::{Order, Status, StepDetails, Transition};
+use domain::{Order, Status, Step, StepDetails, Transition};
 use lambda_kit::http::{ApiError, JsonBody, bearer_token, no_store};
+use lambda_kit::logs;
+use tracing::Instrument;
 
 #[derive(Clone)]
 pub struct Deps {
@@ -68,13 +70,19 @@ async fn mark_fulfilled(
             ..StepDetails::default()
         },
     };
-    match deps
+    let span = logs::order_span(transition.order_id, None);
+    let advanced = deps
         .store
         .advance(&transition, Some(EventType::OrderFulfilled))
-        .await?
-    {
+        .instrument(span.clone())
+        .await?;
+    match advanced {
         Advanced::Moved(order) => {
-            tracing::info!(order_id = %order.order_id, "order fulfilled");
+            if let Some(id) = &order.correlation_id {
+                logs::record_correlation_id(&span, id);
+            }
+            span.in_scope(|| tracing::info!("order fulfilled"));
+            lambda_kit::metrics::step_reached(&order, Step::Fulfilled, transition.at);
             Ok(Json(order))
         }
         Advanced::AlreadyDone(order) => Ok(Json(order)),

@@ -19,7 +19,7 @@ async fn main() -> Result<(), Error> {
     let clients = Clients::from_env().await;
     let store = Arc::new(DynamoStore::new(&clients, table));
     let routers = secret_parameters
-        .load_and_build(&clients.ssm, move |values| {
+        .load_and_build(&clients.ssm(), move |values| {
             Ok(fulfilled::router(fulfilled::Deps {
                 store: store.clone(),
                 baker_token: secrets::baker_token(values)?,

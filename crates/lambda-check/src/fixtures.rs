@@ -137,6 +137,7 @@ pub fn order(order_id: &str) -> Order {
         delivery_company_id: None,
         order_review: None,
         timeline,
+        correlation_id: None,
         customer_token_hash: TokenHash::of(&customer_token(order_id)),
     }
 }

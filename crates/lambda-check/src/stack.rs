@@ -170,7 +170,7 @@ impl Stack {
             .await
             .map_err(failed("the stream failures bucket"))?;
         clients
-            .sesv2
+            .sesv2()
             .create_email_identity()
             .email_identity(MAIL_FROM)
             .send()
@@ -216,7 +216,7 @@ impl Stack {
     /// Deletes parameter `name`.
     pub async fn delete_secret(&self, name: &str) -> Result<(), String> {
         self.clients
-            .ssm
+            .ssm()
             .delete_parameter()
             .name(name)
             .send()
@@ -349,7 +349,7 @@ impl Stack {
 
 async fn put_secret(clients: &Clients, name: &str, value: &str) -> Result<(), String> {
     clients
-        .ssm
+        .ssm()
         .put_parameter()
         .name(name)
         .value(value)

@@ -27,7 +27,16 @@ use crate::refresh::{Load, Refreshing};
 
 /// `lambda_http::run` over [`without_stage`]: the `main` of an HTTP function.
 pub async fn run(router: Router) -> Result<(), lambda_http::Error> {
-    lambda_http::run(without_stage(router)).await
+    let router = without_stage(router);
+    lambda_http::run(tower::service_fn(move |request: lambda_http::Request| {
+        let router = router.clone();
+        async move {
+            let response = router.oneshot(request).await;
+            crate::metrics::flush();
+            response
+        }
+    }))
+    .await
 }
 
 /// [`run`] for a router rebuilt whenever the values it is built from
@@ -41,7 +50,9 @@ pub async fn run_refreshing<L: Load>(
         async move {
             // Before routing, not on a timer: see `crate::refresh`.
             let router = Router::clone(&*routers.current().await);
-            without_stage(router).oneshot(request).await
+            let response = without_stage(router).oneshot(request).await;
+            crate::metrics::flush();
+            response
         }
     }))
     .await

@@ -22,14 +22,16 @@
 use std::collections::HashMap;
 use std::future::Future;
 
+use crate::logs;
 use crate::stream_record::{self, Decoded};
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_lambda_events::event::streams::KinesisEventResponse;
-use domain::events::{Event, QUEUE_MESSAGE_VERSION};
+use domain::events::{Event, ForOrder, QUEUE_MESSAGE_VERSION};
 use domain::ports::{MailError, NotifyError, QueueError, StoreError};
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
+use tracing::{Instrument, Span};
 
 /// How many orders a consumer works on at once within one batch.
 pub const CONCURRENCY: usize = 32;
@@ -127,9 +129,10 @@ impl BatchReport {
         response
     }
 
+    /// Records a failed item; it was logged where it failed, in its
+    /// order's span ([`log_failure`]).
     fn fail(&mut self, item_identifier: String, error: StepError) {
         let reason = error.to_string();
-        tracing::warn!(item = %item_identifier, %reason, "batch item failed");
         self.failures.push(ItemFailure {
             item_identifier,
             reason,
@@ -138,7 +141,13 @@ impl BatchReport {
     }
 }
 
-/// Runs `step` on every order event of a Kinesis batch.
+/// Logs a failed item, in the current span (its order's, where known).
+fn log_failure(item: &str, error: &StepError) {
+    tracing::warn!(item, reason = %error, "batch item failed");
+}
+
+/// Runs `step` on every order event of a Kinesis batch, each in its
+/// order's span ([`crate::logs`]).
 pub async fn for_each_event<F, Fut>(batch: KinesisEvent, step: F) -> BatchReport
 where
     F: Fn(Event) -> Fut,
@@ -174,16 +183,21 @@ where
             let mut failed = Vec::new();
             let mut earlier_failed = false;
             for (sequence, decoded) in group {
-                if earlier_failed {
+                let span = match &decoded {
+                    Ok(event) => logs::order_span(event.order_id, event.correlation_id()),
+                    Err(_) => Span::none(),
+                };
+                let outcome = if earlier_failed {
                     let why = "an earlier record of this order failed".to_owned();
-                    failed.push((sequence, StepError::Transient(why)));
-                    continue;
-                }
-                let outcome = match decoded {
-                    Ok(event) => step(event).await,
-                    Err(why) => Err(why),
+                    Err(StepError::Transient(why))
+                } else {
+                    match decoded {
+                        Ok(event) => step(event).instrument(span.clone()).await,
+                        Err(why) => Err(why),
+                    }
                 };
                 if let Err(why) = outcome {
+                    span.in_scope(|| log_failure(&sequence, &why));
                     earlier_failed = true;
                     failed.push((sequence, why));
                 }
@@ -224,7 +238,8 @@ fn decode_message<T: DeserializeOwned>(body: &str) -> Result<T, StepError> {
 /// A message's id, and how its step went.
 type MessageOutcome = (Option<String>, Result<(), StepError>);
 
-/// Runs `step` on every message of an SQS batch, decoded from JSON as `T`.
+/// Runs `step` on every message of an SQS batch, decoded from JSON as `T`,
+/// each in its order's span ([`crate::logs`]).
 ///
 /// Messages with the same body run one after another, the others
 /// concurrently. A standard queue may deliver a message twice, and a step
@@ -233,7 +248,7 @@ type MessageOutcome = (Option<String>, Result<(), StepError>);
 /// check, or the partner hears of it twice.
 pub async fn for_each_message<T, F, Fut>(batch: SqsEvent, step: F) -> BatchReport
 where
-    T: DeserializeOwned,
+    T: DeserializeOwned + ForOrder,
     F: Fn(T) -> Fut,
     Fut: Future<Output = Result<(), StepError>>,
 {
@@ -254,10 +269,18 @@ where
             let mut outcomes = Vec::with_capacity(group.len());
             for message in group {
                 let decoded = decode_message::<T>(message.body.as_deref().unwrap_or(""));
+                let span = match &decoded {
+                    Ok(body) => logs::order_span(body.order_id(), body.correlation_id()),
+                    Err(_) => Span::none(),
+                };
                 let outcome = match decoded {
-                    Ok(body) => step(body).await,
+                    Ok(body) => step(body).instrument(span.clone()).await,
                     Err(why) => Err(why),
                 };
+                if let Err(why) = &outcome {
+                    let id = message.message_id.as_deref().unwrap_or("(no id)");
+                    span.in_scope(|| log_failure(id, why));
+                }
                 outcomes.push((message.message_id, outcome));
             }
             outcomes
@@ -446,6 +469,15 @@ mod tests {
     #[derive(serde::Deserialize)]
     struct Body {
         n: u32,
+    }
+
+    impl ForOrder for Body {
+        fn order_id(&self) -> domain::OrderId {
+            domain::OrderId(uuid::Uuid::from_u128(u128::from(self.n)))
+        }
+        fn correlation_id(&self) -> Option<&str> {
+            None
+        }
     }
 
     #[tokio::test]

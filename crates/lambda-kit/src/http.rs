@@ -16,9 +16,10 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use domain::Status;
 use domain::ports::StoreError;
 use domain::validation::{self, FieldError, ValidationErrors, limits};
+use domain::{Status, correlation};
+use lambda_http::request::RequestContext;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -339,6 +340,37 @@ impl<S: Send + Sync> FromRequestParts<S> for Bearer {
 /// The optional `Idempotency-Key` header, checked (one, 1-255 visible
 /// ASCII characters) before the body is read.
 pub struct IdempotencyKeyHeader(pub Option<String>);
+
+/// The request's correlation id ([`domain::correlation`]): the client's
+/// `X-Correlation-Id` if it is a plain one, else API Gateway's request id
+/// (on AWS), else a new one. Never a rejection: an odd header is ignored.
+pub struct CorrelationId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for CorrelationId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let from_client = parts
+            .headers
+            .get(correlation::HEADER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(correlation::accept);
+        let from_api_gateway = || {
+            let id = match parts.extensions.get::<RequestContext>()? {
+                RequestContext::ApiGatewayV2(context) => context.request_id.as_deref(),
+                RequestContext::ApiGatewayV1(context) => context.request_id.as_deref(),
+                _ => None,
+            }?;
+            correlation::accept(id).map(str::to_owned)
+        };
+        Ok(CorrelationId(
+            from_client
+                .map(str::to_owned)
+                .or_else(from_api_gateway)
+                .unwrap_or_else(correlation::new_id),
+        ))
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKeyHeader {
     type Rejection = ApiError;

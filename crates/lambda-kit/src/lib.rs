@@ -9,6 +9,10 @@
 //!   with or without a stage name in front of the path.
 //! - [`batch`]: running a handler over a Kinesis or SQS batch and reporting
 //!   the records that failed, as `ReportBatchItemFailures` expects.
+//! - [`logs`]: the span that gives every log line about an order its
+//!   order id and correlation id.
+//! - [`metrics`]: orders placed and step latencies, written as
+//!   CloudWatch Embedded Metric Format lines by the deployed functions.
 //! - [`partner`]: notifying a partner once per order step.
 //! - [`refresh`]: secrets loaded at cold start and refreshed before an
 //!   invocation once they are old, with the handler rebuilt when they
@@ -21,6 +25,8 @@
 pub mod api_gateway;
 pub mod batch;
 pub mod http;
+pub mod logs;
+pub mod metrics;
 pub mod partner;
 pub mod refresh;
 pub mod stream_record;

@@ -24,7 +24,11 @@ pub async fn notify_once(
         return Ok(());
     }
     partner.notify(message).await?;
-    store.record_step(order_id, step, Utc::now()).await?;
-    tracing::info!(%order_id, step = step.as_str(), "partner notified");
+    let now = Utc::now();
+    store.record_step(order_id, step, now).await?;
+    tracing::info!(step = step.as_str(), "partner notified");
+    if let Some(order) = &stored {
+        crate::metrics::step_reached(order, step, now);
+    }
     Ok(())
 }

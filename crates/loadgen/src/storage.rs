@@ -56,6 +56,7 @@ pub fn order(index: u64, at: DateTime<Utc>, finished: bool) -> Order {
             step: Step::Placed,
             at,
         }],
+        correlation_id: None,
         customer_token_hash: TokenHash::of(&format!("seeded-token-{order_id}")),
     };
     if finished {

@@ -53,10 +53,12 @@ async fn notify_baker(deps: &Deps, event: Event) -> Result<(), StepError> {
     // A refused email (say, an unverified address) is permanent: it is
     // dead-lettered at once instead of being sent again and again.
     deps.mailer.send(&email).await?;
+    let now = Utc::now();
     deps.store
-        .record_step(event.order_id, Step::BakerNotified, Utc::now())
+        .record_step(event.order_id, Step::BakerNotified, now)
         .await?;
-    tracing::info!(order_id = %event.order_id, "baker notified");
+    tracing::info!("baker notified");
+    lambda_kit::metrics::step_reached(&event.order, Step::BakerNotified, now);
     Ok(())
 }
 

@@ -25,7 +25,7 @@ async fn main() -> Result<(), Error> {
     let store = Arc::new(DynamoStore::new(&clients, table));
     let partner = partner.build(&clients);
     let deps = secret_parameters
-        .load_and_build(&clients.ssm, move |values| {
+        .load_and_build(&clients.ssm(), move |values| {
             Ok(notify_delivery::Deps {
                 store: store.clone(),
                 delivery_company: partner.notifier(values)?,
@@ -37,7 +37,10 @@ async fn main() -> Result<(), Error> {
         // Before the batch, not on a timer: see `lambda_kit::refresh`.
         let deps = deps.current().await;
         let report = notify_delivery::handle(&deps, event.payload.clone()).await;
-        Ok::<_, Error>(give_up.settle(&event.payload, report).await)
+        let response = give_up.settle(&event.payload, report).await;
+        // This invocation's business metrics, as one Embedded Metric Format line.
+        lambda_kit::metrics::flush();
+        Ok::<_, Error>(response)
     }))
     .await
 }

@@ -36,7 +36,7 @@ async fn the_notify_delivery_binary_answers_an_sqs_event_through_the_runtime_api
     assert_eq!(answer, json!({"batchItemFailures": []}), "{output}");
     let dead = stack
         .clients
-        .sqs
+        .sqs()
         .receive_message()
         .queue_url(&stack.delivery_dlq_url)
         .message_attribute_names("All")

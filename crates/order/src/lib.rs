@@ -30,12 +30,17 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use domain::auth::{CustomerTokens, TokenHash};
+use domain::correlation;
 use domain::events::{Event, EventType};
 use domain::ports::{IdempotencyKey, NewOrder, OrderStore, Placed};
 use domain::validation::{self, FieldError, OrderRequest, limits};
 use domain::{Catalog, Order, OrderId, Status, Step, StepTime};
-use lambda_kit::http::{ApiError, Bearer, IdempotencyKeyHeader, JsonBody, PathSegment, no_store};
+use lambda_kit::http::{
+    ApiError, Bearer, CorrelationId, IdempotencyKeyHeader, JsonBody, PathSegment, no_store,
+};
+use lambda_kit::logs;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 /// What the order function needs.
 #[derive(Clone)]
@@ -82,6 +87,7 @@ struct PlacedOrder<'a> {
 async fn place_order(
     State(deps): State<Deps>,
     IdempotencyKeyHeader(idempotency_key): IdempotencyKeyHeader,
+    CorrelationId(correlation_id): CorrelationId,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let request = OrderRequest::parse(&body, &deps.catalog)?;
@@ -111,6 +117,7 @@ async fn place_order(
             step: Step::Placed,
             at: now,
         }],
+        correlation_id: Some(correlation_id.clone()),
         customer_token_hash: TokenHash::of(&deps.customer_tokens.token_for(order_id)),
     };
     let new = NewOrder {
@@ -121,12 +128,22 @@ async fn place_order(
         }),
         order,
     };
-    let (order, replayed) = match deps.store.place(&new).await? {
+    let span = logs::order_span(order_id, Some(&correlation_id));
+    let placed = deps.store.place(&new).instrument(span.clone()).await?;
+    let (order, replayed) = match placed {
         Placed::Created(order) => (order, false),
+        // The order stored then, with its own id and correlation id.
         Placed::Replayed(order) => (order, true),
         Placed::KeyReused => return Err(ApiError::IdempotencyKeyReused),
     };
-    tracing::info!(order_id = %order.order_id, replayed, "order placed");
+    if replayed {
+        // The stored order's own id and correlation id.
+        let span = logs::order_span(order.order_id, order.correlation_id.as_deref());
+        span.in_scope(|| tracing::info!(replayed, "order placed"));
+    } else {
+        span.in_scope(|| tracing::info!(replayed, "order placed"));
+        lambda_kit::metrics::order_placed();
+    }
     let body = PlacedOrder {
         customer_token: deps.customer_tokens.token_for(order.order_id),
         order: &order,
@@ -139,6 +156,9 @@ async fn place_order(
         response
             .headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    if let Some(Ok(id)) = order.correlation_id.as_deref().map(HeaderValue::from_str) {
+        response.headers_mut().insert(correlation::HEADER, id);
     }
     Ok(response)
 }

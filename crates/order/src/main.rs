@@ -36,7 +36,7 @@ async fn main() -> Result<(), Error> {
     let store = Arc::new(DynamoStore::new(&clients, table));
     let catalog = Arc::new(catalog);
     let routers = secret_parameters
-        .load_and_build(&clients.ssm, move |values| {
+        .load_and_build(&clients.ssm(), move |values| {
             let baker_token = secrets::baker_token(values)?;
             let deps = order::Deps {
                 store: store.clone(),
