@@ -14,11 +14,12 @@ pub const HEADER: &str = "x-correlation-id";
 pub const MAX_LEN: usize = 64;
 
 /// `text` as a correlation id, if it is one: 1 to [`MAX_LEN`] characters
-/// of letters, digits, `-`, `_`, `.` and `:`. Anything else (spaces,
+/// of letters, digits and `-_.:=+/` (API Gateway's request ids are
+/// base64, `bX9kQj0001EMA=`). Anything else (spaces,
 /// quotes, control characters that could forge a log line) is ignored and
 /// a new id chosen instead of refusing the order.
 pub fn accept(text: &str) -> Option<&str> {
-    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':');
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_.:=+/".contains(c);
     (!text.is_empty() && text.len() <= MAX_LEN && text.chars().all(plain)).then_some(text)
 }
 
@@ -34,7 +35,9 @@ mod tests {
     #[test]
     fn plain_ids_are_taken_and_anything_that_could_forge_a_log_line_is_not() {
         assert_eq!(accept("req-42"), Some("req-42"));
-        assert_eq!(accept("Root=1-abc:def_1.2"), None, "'=' is not plain");
+        assert_eq!(accept("bX9kQj0001EMA="), Some("bX9kQj0001EMA="));
+        assert_eq!(accept("Root=1-abc:def_1.2/x+y"), Some("Root=1-abc:def_1.2/x+y"));
+        assert_eq!(accept("a;b"), None);
         assert_eq!(
             accept("a9f1c3e0-0000-4000-8000-000000000000"),
             Some("a9f1c3e0-0000-4000-8000-000000000000")

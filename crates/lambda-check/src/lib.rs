@@ -39,3 +39,13 @@ pub mod stack;
 pub use process::{Bootstrap, ColdStart};
 pub use runtime_api::{Outcome, RuntimeApi};
 pub use stack::{Function, Stack};
+
+/// The lines of a function's output that are JSON objects: its log lines
+/// under `AWS_LAMBDA_LOG_FORMAT=JSON` and its Embedded Metric Format lines.
+pub fn json_lines(output: &str) -> Vec<serde_json::Value> {
+    output
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line.trim()).ok())
+        .filter(serde_json::Value::is_object)
+        .collect()
+}

@@ -340,6 +340,8 @@ impl Stack {
             ("AWS_SECRET_ACCESS_KEY", "testing"),
             ("AWS_SESSION_TOKEN", "testing"),
             ("AWS_ENDPOINT_URL", &self.moto.endpoint),
+            // What Lambda sets for the templates' `LogFormat: JSON`.
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
         ]);
         vars.into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -28,6 +28,37 @@ async fn the_notify_baker_binary_answers_a_kinesis_event_through_the_runtime_api
         bootstrap.output()
     );
 
+    // In JSON, as the template's `LogFormat: JSON` asks: the line names the
+    // order, and the step's latency leaves as an Embedded Metric Format
+    // line. (The fixture's event was written before correlation ids, so
+    // its line has none.)
+    let output = bootstrap.output();
+    let lines = lambda_check::json_lines(&output);
+    let notified = lines
+        .iter()
+        .find(|line| line["message"] == "baker notified")
+        .unwrap_or_else(|| panic!("no 'baker notified' line in\n{output}"));
+    assert_eq!(notified["span"]["orderId"], fixtures::ORDER_PLACED, "{notified}");
+    let metric = lines
+        .iter()
+        .find(|line| line["Step"] == "baker_notified")
+        .unwrap_or_else(|| panic!("no StepLatency metric in\n{output}"));
+    // Milliseconds since the fixture's order was placed, one value per
+    // order notified in the invocation.
+    let latencies = metric["StepLatency"].as_array().unwrap();
+    assert_eq!(latencies.len(), 1, "{metric}");
+    assert!(latencies[0].as_f64().unwrap() > 0.0, "{metric}");
+    assert_eq!(
+        metric["_aws"]["CloudWatchMetrics"][0]["Metrics"],
+        json!([{"Name": "StepLatency", "Unit": "Milliseconds"}]),
+        "{metric}"
+    );
+    assert_eq!(
+        metric["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        json!([["Step"]]),
+        "{metric}"
+    );
+
     // The same process, a second invocation: the poison record can never
     // succeed, so the function keeps it in the stream-failures bucket at
     // once, with its reason, and reports nothing for the mapping to retry;

@@ -32,6 +32,34 @@ async fn the_order_binary_answers_an_http_api_event_through_the_runtime_api() {
     let order_id = OrderId::parse(body["orderId"].as_str().unwrap()).unwrap();
     assert_eq!(answer["headers"]["location"], format!("/order/{order_id}"));
 
+    // No X-Correlation-Id in the request: API Gateway's request id is the
+    // order's correlation id, in the answer and on the log line.
+    assert_eq!(body["correlationId"], "bX9kQj0001EMA=");
+    assert_eq!(answer["headers"]["x-correlation-id"], "bX9kQj0001EMA=");
+    let lines = lambda_check::json_lines(&output);
+    let placed = lines
+        .iter()
+        .find(|line| line["message"] == "order placed")
+        .unwrap_or_else(|| panic!("no 'order placed' line in\n{output}"));
+    assert_eq!(placed["span"]["orderId"], order_id.to_string(), "{placed}");
+    assert_eq!(placed["span"]["correlationId"], "bX9kQj0001EMA=", "{placed}");
+    // The business metric, as an Embedded Metric Format line.
+    let metric = lines
+        .iter()
+        .find(|line| line["OrdersPlaced"].is_number())
+        .unwrap_or_else(|| panic!("no OrdersPlaced metric in\n{output}"));
+    assert_eq!(metric["OrdersPlaced"], 1, "{metric}");
+    let directive = &metric["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], "Bakery", "{metric}");
+    assert!(
+        directive["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["Name"] == "OrdersPlaced" && m["Unit"] == "Count"),
+        "{metric}"
+    );
+
     let stored = stack.store().get(order_id).await.unwrap();
     assert!(stored.is_some(), "the order is in DynamoDB");
     assert!(cold.to_first_next <= cold.to_first_response);
