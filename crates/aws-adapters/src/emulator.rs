@@ -98,6 +98,13 @@ impl Moto {
     /// Starts a moto server on a free loopback port and waits until it
     /// answers.
     pub async fn start() -> Moto {
+        Moto::start_with_env(&[]).await
+    }
+
+    /// [`Moto::start`] with moto settings in its environment, such as
+    /// `MOTO_IAM_LOAD_MANAGED_POLICIES=true` (AWS's managed IAM policies,
+    /// which a deploy tool attaches to the role it makes).
+    pub async fn start_with_env(env: &[(&str, &str)]) -> Moto {
         let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
         let binary = workspace.join(".venv/bin/moto_server");
         assert!(
@@ -110,6 +117,7 @@ impl Moto {
         let child = Command::new(&python)
             .args(["-c", ONE_DYNAMODB_REQUEST_AT_A_TIME])
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -36,7 +36,10 @@ mod tests {
     fn plain_ids_are_taken_and_anything_that_could_forge_a_log_line_is_not() {
         assert_eq!(accept("req-42"), Some("req-42"));
         assert_eq!(accept("bX9kQj0001EMA="), Some("bX9kQj0001EMA="));
-        assert_eq!(accept("Root=1-abc:def_1.2/x+y"), Some("Root=1-abc:def_1.2/x+y"));
+        assert_eq!(
+            accept("Root=1-abc:def_1.2/x+y"),
+            Some("Root=1-abc:def_1.2/x+y")
+        );
         assert_eq!(accept("a;b"), None);
         assert_eq!(
             accept("a9f1c3e0-0000-4000-8000-000000000000"),

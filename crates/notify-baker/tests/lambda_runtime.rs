@@ -38,7 +38,11 @@ async fn the_notify_baker_binary_answers_a_kinesis_event_through_the_runtime_api
         .iter()
         .find(|line| line["message"] == "baker notified")
         .unwrap_or_else(|| panic!("no 'baker notified' line in\n{output}"));
-    assert_eq!(notified["span"]["orderId"], fixtures::ORDER_PLACED, "{notified}");
+    assert_eq!(
+        notified["span"]["orderId"],
+        fixtures::ORDER_PLACED,
+        "{notified}"
+    );
     let metric = lines
         .iter()
         .find(|line| line["Step"] == "baker_notified")

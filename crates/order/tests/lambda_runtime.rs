@@ -42,7 +42,10 @@ async fn the_order_binary_answers_an_http_api_event_through_the_runtime_api() {
         .find(|line| line["message"] == "order placed")
         .unwrap_or_else(|| panic!("no 'order placed' line in\n{output}"));
     assert_eq!(placed["span"]["orderId"], order_id.to_string(), "{placed}");
-    assert_eq!(placed["span"]["correlationId"], "bX9kQj0001EMA=", "{placed}");
+    assert_eq!(
+        placed["span"]["correlationId"], "bX9kQj0001EMA=",
+        "{placed}"
+    );
     // The business metric, as an Embedded Metric Format line.
     let metric = lines
         .iter()
