@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the seven Lambda functions as they are deployed (cargo lambda build
 # --release, zipped) and reports, per function, the bootstrap.zip size
-# (goal: under 5 MB), the cold start (process start to the first
+# (goal: at most 4 MB for arm64), the cold start (process start to the first
 # `GET /runtime/invocation/next`, and to the first response posted) under a
 # local Lambda Runtime API against moto, and the peak memory (VmHWM) after
 # that first response. Medians of RUNS runs (default 5). Writes a markdown
