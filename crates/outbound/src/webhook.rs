@@ -50,6 +50,21 @@ impl Default for RetryPolicy {
     }
 }
 
+/// The webhook client's TLS: rustls with aws-lc-rs, the crypto the AWS SDK
+/// already links (a second library, ring, would add to every deployed
+/// function that calls a partner), and the public web's root
+/// certificates.
+fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// POSTs signed notifications to one partner URL.
 #[derive(Clone)]
 pub struct WebhookNotifier {
@@ -89,7 +104,10 @@ impl WebhookNotifier {
                 ));
             }
         };
+        let tls = tls_config()
+            .map_err(|e| NotifyError::Unavailable(format!("{host}: cannot set up TLS: {e}")))?;
         let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
             .timeout(retry.timeout)
             // A redirect could carry the signed body to another host; a
             // partner that moved must be reconfigured instead.
