@@ -22,13 +22,13 @@ use tokio::task::JoinHandle;
 use crate::flaky_partner::{FlakyPartner, PartnerMode};
 use crate::support::*;
 
-/// Waits for a dead letter whose body mentions `needle`.
-async fn dead_letter_for(bakery: &Bakery, needle: &str) -> Value {
-    eventually(&format!("the dead letter of {needle}"), LIMIT, || async {
+/// Waits for the dead letter of order `order_id`.
+async fn dead_letter_for(bakery: &Bakery, order_id: &str) -> Value {
+    eventually(&format!("the dead letter of {order_id}"), LIMIT, || async {
         dead_letters(bakery)
             .await
             .into_iter()
-            .find(|l| l["body"].as_str().unwrap_or("").contains(needle))
+            .find(|l| l["orderId"] == order_id)
     })
     .await
 }

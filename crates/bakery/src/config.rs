@@ -50,8 +50,15 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum DlqAction {
-    /// Lists dead letters as JSON lines: id, source, reason, attempts.
-    List,
+    /// Lists dead letters as JSON lines: id, source, reason, attempts,
+    /// when, the message id and the order id. Writes nothing: it works
+    /// beside a running bakery and on a read-only data directory.
+    List {
+        /// Also print each letter's body (the event or message itself:
+        /// customer names and addresses). Embedded backend only.
+        #[arg(long)]
+        with_body: bool,
+    },
     /// Puts dead letters back where they came from, to be tried again.
     Redrive {
         /// The dead letter's id (from `bakery dlq list`): a number on the
@@ -487,7 +494,7 @@ mod tests {
         assert!(matches!(
             cli.command,
             Some(Command::Dlq {
-                action: DlqAction::List
+                action: DlqAction::List { with_body: false }
             })
         ));
         assert_eq!(cli.serve.data_dir, PathBuf::from("/x"));

@@ -17,8 +17,8 @@
 
 use anyhow::{Context, Result, bail};
 use aws_adapters::operations::AwsOperations;
-use domain::ports::Operations;
-use embedded::Database;
+use domain::ports::{DeadLetterView, Operations};
+use embedded::{Database, DeadLetter};
 
 use crate::aws::Resources;
 use crate::config::{Backend, DlqAction, ServeConfig};
@@ -31,20 +31,24 @@ pub async fn run(config: &ServeConfig, action: &DlqAction) -> Result<()> {
 }
 
 async fn run_embedded(config: &ServeConfig, action: &DlqAction) -> Result<()> {
-    if !config.data_dir.join("bakery.sqlite3").exists() {
+    if !config.data_dir.join(embedded::DATABASE_FILE).exists() {
         bail!(
             "no bakery database in {}; pass --data-dir",
             config.data_dir.display()
         );
     }
+    if let DlqAction::List { with_body } = action {
+        let letters = embedded::dead_letters_read_only(&config.data_dir)
+            .context("cannot read the dead letters")?;
+        for letter in &letters {
+            println!("{}", serde_json::to_string(&listed(letter, *with_body))?);
+        }
+        return Ok(());
+    }
     let db = Database::open(&config.data_dir, embedded::Options::default())
         .context("cannot open the database")?;
     match action {
-        DlqAction::List => {
-            for letter in db.dead_letters().await? {
-                println!("{}", serde_json::to_string(&letter)?);
-            }
-        }
+        DlqAction::List { .. } => unreachable!("listed above, without opening for writing"),
         DlqAction::Redrive { all: true, .. } => {
             let count = db.redrive_all().await?;
             println!("redrove {count} dead letter(s)");
@@ -61,6 +65,34 @@ async fn run_embedded(config: &ServeConfig, action: &DlqAction) -> Result<()> {
         DlqAction::Redrive { id: None, .. } => bail!("name a dead letter id or pass --all"),
     }
     Ok(())
+}
+
+/// A dead letter as `bakery dlq list` prints it: what the AWS backend
+/// prints too (`DeadLetterView`), and the body only when asked, since it
+/// holds customers' names and addresses.
+fn listed(letter: &DeadLetter, with_body: bool) -> serde_json::Value {
+    let body: Option<serde_json::Value> = serde_json::from_str(&letter.body).ok();
+    let order_id = body
+        .as_ref()
+        .and_then(|body| body.get("orderId"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    let view = DeadLetterView {
+        id: letter.id.to_string(),
+        source: letter.source.clone(),
+        reason: letter.reason.clone(),
+        attempts: letter.attempts,
+        failed_at: letter.failed_at,
+        message_id: letter.message_id.clone(),
+        order_id,
+    };
+    let mut json = serde_json::to_value(view).unwrap_or_default();
+    // A number, as `bakery dlq redrive` takes it here.
+    json["id"] = letter.id.into();
+    if with_body {
+        json["body"] = serde_json::Value::String(letter.body.clone());
+    }
+    json
 }
 
 /// The AWS resources' dead letters, as the operator's page sees them.
@@ -84,7 +116,11 @@ async fn aws_operations(config: &ServeConfig) -> Result<AwsOperations> {
 async fn run_aws(config: &ServeConfig, action: &DlqAction) -> Result<()> {
     let operations = aws_operations(config).await?;
     match action {
-        DlqAction::List => {
+        DlqAction::List { with_body: true } => bail!(
+            "--with-body is for the embedded backend; on AWS the bodies are in the \
+             dead-letter queues and the stream-failures bucket (docs/deploy.md)"
+        ),
+        DlqAction::List { with_body: false } => {
             let status = operations
                 .status()
                 .await

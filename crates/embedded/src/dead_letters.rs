@@ -8,13 +8,16 @@
 
 use chrono::{DateTime, Utc};
 use domain::ports::StoreError;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
+
+use std::path::Path;
+use std::time::Duration;
 
 use crate::Database;
 use crate::error::{OrStore, corrupt};
 use crate::writer::WriteTx;
-use crate::{queues, stream, time};
+use crate::{queues, schema, stream, time};
 
 /// Where a dead letter came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -137,47 +140,7 @@ fn redrive_one(tx: &mut WriteTx<'_>, id: i64) -> Result<bool, StoreError> {
 impl Database {
     /// Every dead letter, oldest first.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
-        self.read(|conn| {
-            let mut statement = conn
-                .prepare_cached(
-                    "SELECT id, source, kind, message_id, data, reason, attempts, failed_at
-                     FROM dead_letters ORDER BY id",
-                )
-                .or_store()?;
-            let rows = statement
-                .query_map([], |row| {
-                    Ok((
-                        row.get::<_, i64>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, String>(3)?,
-                        row.get::<_, Vec<u8>>(4)?,
-                        row.get::<_, String>(5)?,
-                        row.get::<_, i64>(6)?,
-                        row.get::<_, i64>(7)?,
-                    ))
-                })
-                .or_store()?;
-            let mut letters = Vec::new();
-            for row in rows {
-                let (id, source, kind, message_id, data, reason, attempts, failed_at) =
-                    row.or_store()?;
-                letters.push(DeadLetter {
-                    id,
-                    source,
-                    kind: DeadLetterKind::parse(&kind)?,
-                    message_id,
-                    // Events and queue bodies are JSON, so this is lossless
-                    // in practice; redrive uses the stored bytes anyway.
-                    body: String::from_utf8_lossy(&data).into_owned(),
-                    reason,
-                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                    failed_at: time::from_micros(failed_at)?,
-                });
-            }
-            Ok(letters)
-        })
-        .await
+        self.read(all).await
     }
 
     /// Redrives one dead letter: a queue's goes back onto its queue
@@ -207,4 +170,76 @@ impl Database {
         })
         .await
     }
+}
+
+/// Every dead letter in the data directory `dir`, oldest first, read
+/// without writing anything there: no lock taken, no migration run, so it
+/// works beside a running bakery and on a read-only copy.
+///
+/// A database with no write-ahead log beside it was closed cleanly and
+/// nobody has it open: it is read as an immutable file, since even a
+/// read-only connection would otherwise leave a log and a shared-memory
+/// file behind. With a log (a bakery is running), the connection shares
+/// the files that are already there.
+pub fn list_read_only(dir: &Path) -> Result<Vec<DeadLetter>, StoreError> {
+    let path = dir.join(crate::DATABASE_FILE);
+    let wal = dir.join(format!("{}-wal", crate::DATABASE_FILE));
+    let conn = if wal.exists() {
+        schema::open_reader(&path, Duration::from_secs(5))?
+    } else {
+        // An SQLite URI: `%`, `?` and `#` in the path are escaped.
+        let escaped = path
+            .to_string_lossy()
+            .replace('%', "%25")
+            .replace('?', "%3f")
+            .replace('#', "%23");
+        Connection::open_with_flags(
+            format!("file:{escaped}?immutable=1"),
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .or_store()?
+    };
+    all(&conn)
+}
+
+fn all(conn: &Connection) -> Result<Vec<DeadLetter>, StoreError> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT id, source, kind, message_id, data, reason, attempts, failed_at
+             FROM dead_letters ORDER BY id",
+        )
+        .or_store()?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, Vec<u8>>(4)?,
+                row.get::<_, String>(5)?,
+                row.get::<_, i64>(6)?,
+                row.get::<_, i64>(7)?,
+            ))
+        })
+        .or_store()?;
+    let mut letters = Vec::new();
+    for row in rows {
+        let (id, source, kind, message_id, data, reason, attempts, failed_at) = row.or_store()?;
+        letters.push(DeadLetter {
+            id,
+            source,
+            kind: DeadLetterKind::parse(&kind)?,
+            message_id,
+            // Events and queue bodies are JSON, so this is lossless
+            // in practice; redrive uses the stored bytes anyway.
+            body: String::from_utf8_lossy(&data).into_owned(),
+            reason,
+            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+            failed_at: time::from_micros(failed_at)?,
+        });
+    }
+    Ok(letters)
 }

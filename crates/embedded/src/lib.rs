@@ -68,7 +68,7 @@ use domain::ports::StoreError;
 use rusqlite::Connection;
 use tokio::sync::watch;
 
-pub use dead_letters::{DeadLetter, DeadLetterKind};
+pub use dead_letters::{DeadLetter, DeadLetterKind, list_read_only as dead_letters_read_only};
 pub use queues::{QueueDepth, ReceivedMessage, SqliteQueue};
 pub use store::{SqliteStore, StepToQueue};
 pub use stream::StreamRecord;
