@@ -515,3 +515,4 @@ mod flaky_partner;
 mod logs;
 mod long_poll;
 mod security;
+mod startup;

@@ -73,6 +73,29 @@ impl Bakery {
     /// Opens the data directory and builds every part, failing early with
     /// a clear message on bad configuration.
     pub async fn build(config: ServeConfig) -> Result<Bakery> {
+        // Everything that can be checked without writing is checked first:
+        // a configuration that cannot work leaves the data directory as it
+        // was (or absent), instead of half made.
+        let catalog = Arc::new(load_catalog(config.catalog.as_deref())?);
+        Secrets::check_given(
+            config.baker_token.as_deref(),
+            config.webhook_secret.as_deref(),
+        )?;
+        for (flag, url) in [
+            ("--delivery-webhook-url", &config.delivery_webhook_url),
+            (
+                "--customer-service-webhook-url",
+                &config.customer_service_webhook_url,
+            ),
+        ] {
+            if let Some(url) = url {
+                WebhookNotifier::check_url(url).with_context(|| flag.to_string())?;
+            }
+        }
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
         let secrets = Secrets::load(
@@ -80,10 +103,6 @@ impl Bakery {
             config.baker_token.clone(),
             config.webhook_secret.clone(),
         )?;
-        let catalog = Arc::new(load_catalog(config.catalog.as_deref())?);
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
         let address = listener.local_addr()?;
         let public_url = config
             .public_url

@@ -35,23 +35,26 @@ pub struct Secrets {
 impl Secrets {
     /// Reads the secrets from `dir`, creating missing ones. A value given on
     /// the command line wins and is not written down.
+    /// Checks the secrets given on the command line, before anything is
+    /// written: the baker token's length, and that the webhook secret is
+    /// one. (Files the bakery makes itself are right by construction.)
+    pub fn check_given(baker_token: Option<&str>, webhook_secret: Option<&str>) -> Result<()> {
+        if let Some(token) = baker_token {
+            check_baker_token(token)?;
+        }
+        if let Some(secret) = webhook_secret {
+            outbound::WebhookNotifier::signer(secret).context("--webhook-secret")?;
+        }
+        Ok(())
+    }
+
     pub fn load(
         dir: &Path,
         baker_token: Option<String>,
         webhook_secret: Option<String>,
     ) -> Result<Secrets> {
-        let (baker_token, baker_token_file) = match baker_token {
-            Some(token) => (token, None),
-            None => {
-                let file = dir.join("baker-token");
-                let token = kept(&file, || Ok(URL_SAFE_NO_PAD.encode(random_bytes()?)))?;
-                (token, Some(file))
-            }
-        };
-        // Characters, not bytes: nine `é` are not a 16-character token.
-        if baker_token.chars().count() < 16 {
-            bail!("the baker token must be at least 16 characters");
-        }
+        // The files that may already be there, and wrong, are read before
+        // any missing one is made: a refusal leaves no new file behind.
         let customer_token_file = dir.join("customer-token-secret");
         let customer_token_secret = kept(&customer_token_file, || {
             Ok(URL_SAFE_NO_PAD.encode(random_bytes()?))
@@ -66,6 +69,15 @@ impl Secrets {
             );
         }
         let customer_token_secret = customer_token_secret.into_bytes();
+        let (baker_token, baker_token_file) = match baker_token {
+            Some(token) => (token, None),
+            None => {
+                let file = dir.join("baker-token");
+                let token = kept(&file, || Ok(URL_SAFE_NO_PAD.encode(random_bytes()?)))?;
+                (token, Some(file))
+            }
+        };
+        check_baker_token(&baker_token)?;
         let webhook_secret = match webhook_secret {
             Some(secret) => secret,
             None => kept(&dir.join("webhook-secret"), || {
@@ -79,6 +91,14 @@ impl Secrets {
             webhook_secret,
         })
     }
+}
+
+fn check_baker_token(token: &str) -> Result<()> {
+    // Characters, not bytes: nine `é` are not a 16-character token.
+    if token.chars().count() < 16 {
+        bail!("the baker token must be at least 16 characters");
+    }
+    Ok(())
 }
 
 /// The contents of `file`, written with `make()` first if it is missing.

@@ -77,6 +77,33 @@ pub struct WebhookNotifier {
 }
 
 impl WebhookNotifier {
+    /// The host of a usable partner URL (http or https, with a host), or
+    /// why it is not one, without building anything.
+    pub fn check_url(url: &Url) -> Result<String, NotifyError> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(NotifyError::Rejected(format!(
+                "webhook URL must be http or https, not {}",
+                url.scheme()
+            )));
+        }
+        url.host_str()
+            .map(str::to_owned)
+            .ok_or_else(|| NotifyError::Rejected("webhook URL has no host".into()))
+    }
+
+    /// The signer for `secret`, or why it is not a webhook secret. The
+    /// error never contains the secret.
+    pub fn signer(secret: &str) -> Result<Webhook, NotifyError> {
+        let bare = secret.strip_prefix("whsec_").unwrap_or(secret);
+        match Webhook::new(secret) {
+            // An empty key would sign with HMAC of nothing: anyone could forge.
+            Ok(signer) if !bare.trim().is_empty() => Ok(signer),
+            _ => Err(NotifyError::Rejected(
+                "invalid webhook secret: expected whsec_<base64>".into(),
+            )),
+        }
+    }
+
     /// A notifier for `url` (http or https) signing with `secret`
     /// (`whsec_<base64>`; the bare base64 is accepted too, as the
     /// `standardwebhooks` crate does).
@@ -84,26 +111,8 @@ impl WebhookNotifier {
     /// A bad URL or secret is a configuration error that no retry fixes:
     /// [`NotifyError::Rejected`]. Errors never contain the secret.
     pub fn new(url: Url, secret: &str, retry: RetryPolicy) -> Result<WebhookNotifier, NotifyError> {
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(NotifyError::Rejected(format!(
-                "webhook URL must be http or https, not {}",
-                url.scheme()
-            )));
-        }
-        let host = url
-            .host_str()
-            .ok_or_else(|| NotifyError::Rejected("webhook URL has no host".into()))?
-            .to_owned();
-        let bare = secret.strip_prefix("whsec_").unwrap_or(secret);
-        let signer = match Webhook::new(secret) {
-            // An empty key would sign with HMAC of nothing: anyone could forge.
-            Ok(signer) if !bare.trim().is_empty() => signer,
-            _ => {
-                return Err(NotifyError::Rejected(
-                    "invalid webhook secret: expected whsec_<base64>".into(),
-                ));
-            }
-        };
+        let host = WebhookNotifier::check_url(&url)?;
+        let signer = WebhookNotifier::signer(secret)?;
         let tls = tls_config()
             .map_err(|e| NotifyError::Unavailable(format!("{host}: cannot set up TLS: {e}")))?;
         let client = reqwest::Client::builder()
