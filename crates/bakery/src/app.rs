@@ -37,19 +37,9 @@ use crate::config::{Backend as BackendKind, ServeConfig, Tuning};
 use crate::mappings::aws::{KinesisStream, SqsQueueSource, TableFeeder};
 use crate::mappings::embedded::{EmbeddedQueue, EmbeddedStream};
 use crate::mappings::{Handler, run_queue_consumer, run_stream_consumer};
+use crate::names;
 use crate::secrets::Secrets;
 use crate::server;
-
-/// Names of the stream consumers and queues, as the operator sees them.
-pub mod names {
-    pub const NOTIFY_BAKER: &str = "notify-baker";
-    pub const DISPATCH: &str = "dispatch";
-    pub const DELIVERY_QUEUE: &str = "delivery";
-    pub const FEEDBACK_QUEUE: &str = "feedback";
-    /// In the data directory: how far the runner has fed the stream from
-    /// the table (AWS backend on an emulator).
-    pub const TABLE_FEED_POSITION: &str = "table-feed-position.json";
-}
 
 /// A bakery ready to serve: its parts built, its port bound.
 pub struct Bakery {

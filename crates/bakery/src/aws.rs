@@ -8,8 +8,8 @@ use aws_adapters::clients::config_loader;
 use aws_adapters::operations::{AwsOperations, OperationsConfig, QueueUrls};
 use aws_adapters::provision::{self, DeadLetter};
 
-use crate::app::names;
 use crate::config::{AwsConfig, Tuning};
+use crate::names;
 
 /// The resources one bakery uses.
 pub struct Resources {

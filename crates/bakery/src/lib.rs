@@ -15,6 +15,7 @@
 //! - [`aws`]: the AWS backend's resources, found by name or created.
 //! - [`mappings`]: the local Kinesis and SQS event source mappings: batches,
 //!   partial batch failures, retries with backoff, dead letters.
+//! - [`names`]: the consumers', queues' and files' names both backends use.
 //! - [`dlq`]: the operator's `bakery dlq list` and `bakery dlq redrive`.
 
 pub mod app;
@@ -22,5 +23,6 @@ pub mod aws;
 pub mod config;
 pub mod dlq;
 pub mod mappings;
+pub mod names;
 pub mod secrets;
 pub mod server;

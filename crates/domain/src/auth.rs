@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::order::OrderId;
+use crate::order_id::OrderId;
 
 /// SHA-256 of a token; `Display` gives its base64url form for storage.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]

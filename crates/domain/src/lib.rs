@@ -11,6 +11,8 @@
 //!
 //! - [`catalog`]: the cakes the bakery sells, with prices in integer cents.
 //! - [`order`]: the order record, its status and the time of every step.
+//! - [`order_id`]: the order's identifier, which tokens and events name.
+//! - [`correlation`]: the id that follows an order through the logs.
 //! - [`validation`]: turning untrusted JSON into valid requests, with a
 //!   field-by-field list of what is wrong.
 //! - [`events`]: the stream events and queue messages the steps exchange, and
@@ -26,6 +28,7 @@ pub mod catalog;
 pub mod correlation;
 pub mod events;
 pub mod order;
+pub mod order_id;
 pub mod ports;
 pub mod validation;
 

@@ -8,27 +8,9 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::auth::TokenHash;
-
-/// An order's identifier, a UUID (version 7, so ids sort by creation time).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct OrderId(pub Uuid);
-
-impl OrderId {
-    /// Parses the textual form clients send; `None` if it is not a UUID.
-    pub fn parse(text: &str) -> Option<OrderId> {
-        Uuid::try_parse(text).ok().map(OrderId)
-    }
-}
-
-impl std::fmt::Display for OrderId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
+pub use crate::order_id::OrderId;
 
 /// Where an order is in the flow. Ordered: a later variant is further along.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -278,7 +260,7 @@ pub(crate) mod tests {
             .unwrap()
             .with_timezone(&Utc);
         Order {
-            order_id: OrderId(Uuid::nil()),
+            order_id: OrderId(uuid::Uuid::nil()),
             status: Status::Placed,
             name: "Ada".into(),
             address: "1 Cake Street".into(),

@@ -1,14 +1,12 @@
 //! The dead letters of both sources, in one table: stream records a
 //! consumer gave up on and queue messages received too often.
 //!
-//! A redrive puts a letter back where it came from: a queue message onto
-//! its queue with a fresh receive count, a stream record onto the stream
-//! again, addressed to the one consumer that failed it (the others already
-//! handled it).
+//! The queues and the stream put letters here (`insert`); putting them
+//! back is in `redrive.rs`, which needs both.
 
 use chrono::{DateTime, Utc};
 use domain::ports::StoreError;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, params};
 use serde::Serialize;
 
 use std::path::Path;
@@ -16,8 +14,7 @@ use std::time::Duration;
 
 use crate::Database;
 use crate::error::{OrStore, corrupt};
-use crate::writer::WriteTx;
-use crate::{queues, schema, stream, time};
+use crate::{schema, time};
 
 /// Where a dead letter came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -37,7 +34,7 @@ impl DeadLetterKind {
         }
     }
 
-    fn parse(text: &str) -> Result<DeadLetterKind, StoreError> {
+    pub(crate) fn parse(text: &str) -> Result<DeadLetterKind, StoreError> {
         match text {
             "stream" => Ok(DeadLetterKind::Stream),
             "queue" => Ok(DeadLetterKind::Queue),
@@ -95,80 +92,10 @@ pub(crate) fn insert(conn: &Connection, letter: &NewDeadLetter<'_>) -> Result<()
     Ok(())
 }
 
-/// Puts one letter back and removes it; `false` if there is no such id.
-fn redrive_one(tx: &mut WriteTx<'_>, id: i64) -> Result<bool, StoreError> {
-    type Row = (String, String, String, Option<String>, Vec<u8>);
-    let letter: Option<Row> = tx
-        .prepare_cached(
-            "SELECT source, kind, message_id, partition_key, data FROM dead_letters WHERE id = ?1",
-        )
-        .or_store()?
-        .query_row([id], |row| {
-            Ok((
-                row.get(0)?,
-                row.get(1)?,
-                row.get(2)?,
-                row.get(3)?,
-                row.get(4)?,
-            ))
-        })
-        .optional()
-        .or_store()?;
-    let Some((source, kind, message_id, partition_key, data)) = letter else {
-        return Ok(false);
-    };
-    match DeadLetterKind::parse(&kind)? {
-        DeadLetterKind::Stream => {
-            let partition_key = partition_key
-                .ok_or_else(|| corrupt("a stream dead letter without partition key"))?;
-            stream::append(tx, &partition_key, &message_id, &data, Some(&source))?;
-        }
-        DeadLetterKind::Queue => {
-            let body = String::from_utf8(data).map_err(corrupt)?;
-            // A message with this id still on the queue already carries it.
-            queues::enqueue(tx, &source, &message_id, &body)?;
-        }
-    }
-    tx.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")
-        .or_store()?
-        .execute([id])
-        .or_store()?;
-    tx.wake_all();
-    Ok(true)
-}
-
 impl Database {
     /// Every dead letter, oldest first.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
         self.read(all).await
-    }
-
-    /// Redrives one dead letter: a queue's goes back onto its queue
-    /// (receive count 0), a stream consumer's is appended to the stream
-    /// again for that consumer only. `Ok(false)` if there is no such id.
-    pub async fn redrive(&self, dead_letter_id: i64) -> Result<bool, StoreError> {
-        self.write(move |tx| redrive_one(tx, dead_letter_id)).await
-    }
-
-    /// Redrives every dead letter, in one transaction; returns how many.
-    pub async fn redrive_all(&self) -> Result<usize, StoreError> {
-        self.write(|tx| {
-            let ids = tx
-                .prepare_cached("SELECT id FROM dead_letters ORDER BY id")
-                .or_store()?
-                .query_map([], |row| row.get::<_, i64>(0))
-                .or_store()?
-                .collect::<Result<Vec<i64>, _>>()
-                .or_store()?;
-            let mut count = 0;
-            for id in ids {
-                if redrive_one(tx, id)? {
-                    count += 1;
-                }
-            }
-            Ok(count)
-        })
-        .await
     }
 }
 

@@ -35,7 +35,8 @@
 //!   dead-lettering a record.
 //! - `queues.rs`: [`SqliteQueue`], the [`domain::ports::Queue`], and
 //!   receiving, deleting and failing messages.
-//! - `dead_letters.rs`: the dead letters of both sources and their redrive.
+//! - `dead_letters.rs`: the dead letters of both sources.
+//! - `redrive.rs`: putting a dead letter back on its queue or the stream.
 //! - `mail.rs`: which emails were sent, by key.
 //! - `error.rs`: SQLite and filesystem errors as [`StoreError`]s.
 //! - `time.rs`: times as stored (microseconds since the epoch).
@@ -53,6 +54,7 @@ mod operations;
 mod owner;
 mod queues;
 mod readers;
+mod redrive;
 mod schema;
 mod store;
 mod stream;

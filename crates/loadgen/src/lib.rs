@@ -4,6 +4,7 @@
 //!
 //! - [`load`]: drives a running bakery over HTTP, closed loop or at a fixed
 //!   arrival rate, in `orders` or whole-`lifecycle` mode.
+//! - [`workload`]: the mode, the endpoints timed, the propagation steps.
 //! - [`stats`]: HDR latency histograms, medians, rates.
 //! - [`report`]: what one run reports (JSON and a human summary) and the
 //!   summary of a whole benchmark: medians against the targets, as JSON and
@@ -25,3 +26,4 @@ pub mod report;
 pub mod startup;
 pub mod stats;
 pub mod storage;
+pub mod workload;

@@ -28,64 +28,13 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::machine::{self, MachineInfo};
 use crate::report::{DURABLE_ACK, RunReport, ServerUsage};
 use crate::stats::{Latency, per_second};
 
-/// What each customer does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// Only `POST /order`, as fast as answers come: accepted orders/s.
-    Orders,
-    /// The whole flow, order to customer service: lifecycles/s.
-    Lifecycle,
-}
-
-/// The endpoints whose latency is measured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Endpoint {
-    PostOrder,
-    GetOrder,
-    /// `GET /order/{id}?waitFor=…`: its latency includes the wait.
-    WaitOrder,
-    PostFulfilled,
-    PostDelivered,
-}
-
-impl Endpoint {
-    pub const ALL: [Endpoint; 5] = [
-        Endpoint::PostOrder,
-        Endpoint::GetOrder,
-        Endpoint::WaitOrder,
-        Endpoint::PostFulfilled,
-        Endpoint::PostDelivered,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Endpoint::PostOrder => "POST /order",
-            Endpoint::GetOrder => "GET /order/{id}",
-            Endpoint::WaitOrder => "GET /order/{id}?waitFor",
-            Endpoint::PostFulfilled => "POST /order/fulfilled",
-            Endpoint::PostDelivered => "POST /order/delivered",
-        }
-    }
-}
-
-/// The propagation steps: from a step the client caused to the side effect
-/// the flow must produce, both times as the order's timeline records them.
-pub const PROPAGATION: [(&str, &str); 3] = [
-    ("placed", "baker_notified"),
-    ("fulfilled", "delivery_notified"),
-    ("delivered", "customer_service_notified"),
-];
-
-pub fn propagation_name(from: &str, to: &str) -> String {
-    format!("{from}->{to}")
-}
+pub use crate::workload::{Endpoint, Mode, PROPAGATION, propagation_name};
 
 #[derive(Debug, Clone)]
 pub struct LoadConfig {

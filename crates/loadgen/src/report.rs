@@ -8,9 +8,9 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::load::{Endpoint, Mode, PROPAGATION, propagation_name};
 use crate::machine::{MachineInfo, Memory};
 use crate::stats::{LatencySummary, median, median_summary};
+use crate::workload::{Endpoint, Mode, PROPAGATION, propagation_name};
 
 /// What a `201` from `POST /order` means, stated in every report.
 pub const DURABLE_ACK: &str = "A 201 from POST /order means the order and its order_placed event \

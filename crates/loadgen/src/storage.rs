@@ -28,7 +28,7 @@ use crate::machine::MachineInfo;
 use crate::report::StorageRun;
 use crate::stats::per_second;
 
-/// The stream consumers of the bakery (`bakery::app::names`); a seeded
+/// The stream consumers of the bakery (`bakery::names`); a seeded
 /// directory has them checkpointed past the seeded events, as if the
 /// bakery had processed them.
 pub const STREAM_CONSUMERS: [&str; 2] = ["notify-baker", "dispatch"];
