@@ -488,6 +488,37 @@ async fn dlq_list_shows_no_customer_data_unless_asked_and_writes_nothing() {
 }
 
 #[tokio::test]
+async fn the_stream_keeps_records_for_its_retention_and_then_trims_them() {
+    // The default retention (a day) keeps what the consumers finished.
+    let kept = Bakery::start(&[]).await;
+    let id = id_of(&kept.order("Ada").await);
+    wait_for_step(&kept, &id, "baker_notified").await;
+    assert_eq!(kept.count("SELECT count(*) FROM stream"), 1);
+
+    // With no retention, a record goes once both consumers are past it.
+    let bakery = Bakery::start(&["--stream-retention-secs", "0"]).await;
+    let mut ids = Vec::new();
+    for name in ["Ann", "Bob", "Cat"] {
+        ids.push(id_of(&bakery.order(name).await));
+    }
+    for id in &ids {
+        wait_for_step(&bakery, id, "baker_notified").await;
+        assert_eq!(bakery.fulfil(id).await.0, 200);
+    }
+    for id in &ids {
+        wait_for_step(&bakery, id, "delivery_notified").await;
+    }
+    eventually("the finished records trimmed", LIMIT, || async {
+        (bakery.count("SELECT count(*) FROM stream") == 0).then_some(())
+    })
+    .await;
+    // The orders themselves stay, and new ones flow as before.
+    assert_eq!(bakery.count("SELECT count(*) FROM orders"), 3);
+    let id = id_of(&bakery.order("Dan").await);
+    wait_for_step(&bakery, &id, "baker_notified").await;
+}
+
+#[tokio::test]
 async fn ctrl_c_stops_cleanly_and_a_restart_keeps_everything() {
     let mut bakery = Bakery::start(&[]).await;
     let placed = bakery.order("Ada").await;

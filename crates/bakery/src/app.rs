@@ -231,6 +231,7 @@ impl Bakery {
     /// batches finish.
     pub async fn serve(self, stop: CancellationToken) -> Result<()> {
         let tuning = self.config.tuning.clone();
+        let tuning_for_trim = tuning.clone();
         // Reading a request's head is part of the request's time.
         let header_timeout = Duration::from_millis(tuning.request_timeout_ms);
         let Consumers {
@@ -275,6 +276,7 @@ impl Bakery {
         // Long-polling reads answer as soon as the bakery stops, so they do
         // not hold up the shutdown.
         if let Sources::Embedded(db) = &self.sources {
+            tokio::spawn(trim_stream(db.clone(), tuning_for_trim, stop.clone()));
             let db = db.clone();
             let stop = stop.clone();
             tokio::spawn(async move {
@@ -548,4 +550,30 @@ impl Sources {
 /// theirs in `server`).
 fn function_span(function: &'static str) -> tracing::Span {
     tracing::info_span!("function", function)
+}
+
+/// Keeps the embedded stream from growing forever: every
+/// [`Tuning::stream_trim_interval`], records both consumers have finished
+/// and that are older than the retention go. A failed trim is tried again
+/// at the next turn; nothing depends on it.
+async fn trim_stream(db: Database, tuning: Tuning, stop: CancellationToken) {
+    let mut every = tokio::time::interval(tuning.stream_trim_interval());
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        match db
+            .trim_stream(
+                &[names::NOTIFY_BAKER, names::DISPATCH],
+                tuning.stream_retention(),
+            )
+            .await
+        {
+            Ok(0) => {}
+            Ok(trimmed) => tracing::debug!(trimmed, "stream trimmed"),
+            Err(error) => tracing::warn!(%error, "stream not trimmed; trying again later"),
+        }
+    }
 }

@@ -379,6 +379,18 @@ pub struct Tuning {
     )]
     pub visibility_timeout_secs: u64,
 
+    /// Embedded backend: how long a stream record is kept once every
+    /// consumer has finished it, like a Kinesis stream's retention period;
+    /// then it is deleted and its space given back. Dead letters keep their
+    /// own copy. 0 trims as soon as both consumers are past a record.
+    #[arg(
+        long,
+        env = "BAKERY_STREAM_RETENTION_SECS",
+        default_value_t = 86_400,
+        global = true
+    )]
+    pub stream_retention_secs: u64,
+
     /// Tries of one partner call within one attempt of its message.
     #[arg(
         long,
@@ -439,6 +451,16 @@ impl Tuning {
                 .saturating_mul(factor)
                 .min(self.max_retry_delay_ms),
         )
+    }
+
+    pub fn stream_retention(&self) -> Duration {
+        Duration::from_secs(self.stream_retention_secs)
+    }
+
+    /// How often the embedded stream is trimmed: a tenth of the retention,
+    /// between a second and a minute.
+    pub fn stream_trim_interval(&self) -> Duration {
+        (self.stream_retention() / 10).clamp(Duration::from_secs(1), Duration::from_secs(60))
     }
 
     pub fn visibility_timeout(&self) -> Duration {

@@ -125,6 +125,11 @@ pub(crate) fn open_writer(path: &Path, busy_timeout: Duration) -> Result<Connect
     // still hold a finished order without overflow.
     conn.pragma_update(None, "page_size", PAGE_SIZE)
         .or_store()?;
+    // Also only on a new file: pages freed by trimming the stream can be
+    // given back to the file system a few at a time
+    // (`Database::trim_stream`), instead of only being reused.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+        .or_store()?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
         .or_store()?;

@@ -1,8 +1,11 @@
 //! The order stream: a Kinesis-like log with one shard, read by several
 //! consumers, each with its own checkpoint.
 //!
-//! Records are never deleted, so a sequence number means the same record
-//! forever. A consumer reads after its checkpoint and moves the checkpoint
+//! Sequence numbers are never handed out twice, so a sequence number means
+//! the same record forever. Records every consumer has finished are
+//! trimmed once they are older than the retention ([`Database::trim_stream`],
+//! like a Kinesis stream's retention period): dead letters keep their own
+//! copy, so nothing a redrive needs goes with them. A consumer reads after its checkpoint and moves the checkpoint
 //! past what it finished; a record that keeps failing is retried (the count
 //! is kept here, so it survives restarts) and finally dead-lettered, which
 //! moves the checkpoint past it in the same transaction. A redriven record
@@ -78,6 +81,43 @@ fn move_checkpoint(conn: &Connection, consumer: &str, sequence: i64) -> Result<(
         .execute(params![consumer, sequence])
         .or_store()?;
     Ok(())
+}
+
+/// At most this many records go per writer job, so a trim never holds
+/// the writer, and the requests waiting for it, for long.
+const TRIM_BATCH: i64 = 1_000;
+
+/// Pages given back to the file system per writer job after a trim.
+const VACUUM_PAGES: i64 = 2_048;
+
+/// Deletes up to [`TRIM_BATCH`] records that every one of `consumers` has
+/// finished and that were appended before `cutoff`. A consumer without a
+/// checkpoint has finished nothing.
+fn trim_batch(conn: &Connection, consumers: &[String], cutoff: i64) -> Result<i64, StoreError> {
+    let mut finished_by_all = i64::MAX;
+    for consumer in consumers {
+        let checkpoint: Option<i64> = conn
+            .prepare_cached("SELECT sequence FROM stream_checkpoints WHERE consumer = ?1")
+            .or_store()?
+            .query_row([consumer], |row| row.get(0))
+            .optional()
+            .or_store()?;
+        finished_by_all = finished_by_all.min(checkpoint.unwrap_or(0));
+    }
+    if consumers.is_empty() {
+        return Ok(0);
+    }
+    let deleted = conn
+        .prepare_cached(
+            "DELETE FROM stream WHERE sequence IN (
+                 SELECT sequence FROM stream
+                  WHERE sequence <= ?1 AND appended_at < ?2
+                  ORDER BY sequence LIMIT ?3)",
+        )
+        .or_store()?
+        .execute(params![finished_by_all, cutoff, TRIM_BATCH])
+        .or_store()?;
+    Ok(i64::try_from(deleted).unwrap_or(i64::MAX))
 }
 
 /// The records `consumer` has yet to finish: after its checkpoint, and
@@ -216,6 +256,51 @@ impl Database {
             move_checkpoint(tx, &consumer, record.sequence)
         })
         .await
+    }
+
+    /// Deletes the stream records that every one of `consumers` has
+    /// finished and that are older than `retention`, a batch per writer
+    /// job, then gives the freed pages back to the file system a few at a
+    /// time (on databases made with incremental vacuum; older ones reuse
+    /// the pages for new records instead). Returns how many went.
+    pub async fn trim_stream(
+        &self,
+        consumers: &[&str],
+        retention: std::time::Duration,
+    ) -> Result<u64, StoreError> {
+        let consumers: Vec<String> = consumers.iter().map(|c| (*c).to_owned()).collect();
+        let cutoff = time::now().saturating_sub(time::duration(retention));
+        let mut trimmed = 0u64;
+        loop {
+            let consumers = consumers.clone();
+            let deleted = self
+                .write(move |tx| trim_batch(tx, &consumers, cutoff))
+                .await?;
+            trimmed += u64::try_from(deleted).unwrap_or(0);
+            if deleted < TRIM_BATCH {
+                break;
+            }
+        }
+        if trimmed > 0 {
+            loop {
+                let freed = self
+                    .write(|tx| {
+                        let free = |tx: &Connection| -> Result<i64, StoreError> {
+                            tx.query_row("PRAGMA freelist_count", [], |row| row.get(0))
+                                .or_store()
+                        };
+                        let before = free(tx)?;
+                        tx.execute_batch(&format!("PRAGMA incremental_vacuum({VACUUM_PAGES})"))
+                            .or_store()?;
+                        Ok(before - free(tx)?)
+                    })
+                    .await?;
+                if freed < VACUUM_PAGES {
+                    break;
+                }
+            }
+        }
+        Ok(trimmed)
     }
 
     /// How many records the consumer has yet to finish (its lag).

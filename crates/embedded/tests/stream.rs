@@ -168,3 +168,100 @@ async fn appending_wakes_the_consumers() {
     db.checkpoint("baker", 1).await.unwrap();
     assert!(!changes.has_changed().unwrap());
 }
+
+/// The file's pages, and how many of them are free, as a read-only
+/// connection sees the committed database.
+fn pages(dir: &std::path::Path) -> (i64, i64) {
+    let conn = rusqlite::Connection::open_with_flags(
+        dir.join(embedded::DATABASE_FILE),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let count = conn
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .unwrap();
+    let free = conn
+        .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+        .unwrap();
+    (count, free)
+}
+
+#[tokio::test]
+async fn trimming_deletes_only_what_every_consumer_finished_past_the_retention() {
+    let (_dir, db) = fresh();
+    place_three(&db).await;
+    let records = db.read_stream("baker", 10).await.unwrap();
+    let consumers = ["baker", "dispatch"];
+
+    // A consumer that has finished nothing holds everything.
+    db.checkpoint("baker", records[2].sequence).await.unwrap();
+    assert_eq!(
+        db.trim_stream(&consumers, std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+        0
+    );
+
+    // The slower consumer decides; the retention keeps recent records.
+    db.checkpoint("dispatch", records[1].sequence)
+        .await
+        .unwrap();
+    let an_hour = std::time::Duration::from_secs(3600);
+    assert_eq!(db.trim_stream(&consumers, an_hour).await.unwrap(), 0);
+    assert_eq!(
+        db.trim_stream(&consumers, std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+        2
+    );
+
+    // What the slower one has not finished is still there for it; the
+    // other has nothing left; sequence numbers go on, never reused.
+    let left = db.read_stream("dispatch", 10).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].sequence, records[2].sequence);
+    assert!(db.read_stream("baker", 10).await.unwrap().is_empty());
+    place_three(&db).await;
+    let next = db.read_stream("baker", 10).await.unwrap();
+    assert!(next[0].sequence > records[2].sequence);
+    assert_eq!(db.stream_lag("dispatch").await.unwrap(), 4);
+}
+
+#[tokio::test]
+async fn a_trimmed_stream_gives_its_pages_back_without_holding_up_writes() {
+    let (dir, db) = fresh();
+    let store = db.store();
+    // More records than one trim batch, so the trim takes several turns
+    // of the writer.
+    for _ in 0..2_500 {
+        store.place(&new_order()).await.unwrap();
+    }
+    let all = db.read_stream("baker", 10_000).await.unwrap();
+    let last = all.last().unwrap().sequence;
+    for consumer in ["baker", "dispatch"] {
+        db.checkpoint(consumer, last).await.unwrap();
+    }
+    db.settled().await.unwrap();
+    let (before, _) = pages(dir.path());
+
+    // Orders keep being placed while the stream is trimmed.
+    let placing = {
+        let store = db.store();
+        tokio::spawn(async move {
+            for _ in 0..200 {
+                store.place(&new_order()).await.unwrap();
+            }
+        })
+    };
+    let trimmed = db
+        .trim_stream(&["baker", "dispatch"], std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    placing.await.unwrap();
+    assert_eq!(trimmed, 2_500);
+    db.settled().await.unwrap();
+    let (after, free) = pages(dir.path());
+    assert!(after < before, "pages before {before}, after {after}");
+    assert!(free < 2_048, "{free} pages still free");
+    assert_eq!(db.read_stream("baker", 10_000).await.unwrap().len(), 200);
+}
