@@ -166,7 +166,7 @@ for n in $(seq 1 "$REPEAT"); do
 done
 
 say "(d) start-up and memory with $SEED_ORDERS orders stored"
-"$BENCH" seed --data-dir "$WORK/seeded" --orders "$SEED_ORDERS" 2>/dev/null
+"$BENCH" seed --data-dir "$WORK/seeded" --orders "$SEED_ORDERS" 2>/dev/null | tee "$RUNS/seeded.txt"
 "$BENCH" startup --bakery "$BAKERY" --data-dir "$WORK/seeded" --repeat "$STARTUP_REPEAT" \
     --label startup-1m --json "$RUNS/startup-1m.json"
 rm -rf "$WORK/seeded"

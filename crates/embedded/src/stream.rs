@@ -290,8 +290,12 @@ impl Database {
                                 .or_store()
                         };
                         let before = free(tx)?;
-                        tx.execute_batch(&format!("PRAGMA incremental_vacuum({VACUUM_PAGES})"))
+                        // One page per step: the statement is stepped to its end.
+                        let mut vacuum = tx
+                            .prepare(&format!("PRAGMA incremental_vacuum({VACUUM_PAGES})"))
                             .or_store()?;
+                        let mut steps = vacuum.raw_query();
+                        while steps.next().or_store()?.is_some() {}
                         Ok(before - free(tx)?)
                     })
                     .await?;

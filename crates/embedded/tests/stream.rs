@@ -261,7 +261,12 @@ async fn a_trimmed_stream_gives_its_pages_back_without_holding_up_writes() {
     assert_eq!(trimmed, 2_500);
     db.settled().await.unwrap();
     let (after, free) = pages(dir.path());
-    assert!(after < before, "pages before {before}, after {after}");
-    assert!(free < 2_048, "{free} pages still free");
+    // The 2,500 events held about half the file (the orders the rest):
+    // their pages are given back, none left on the free list.
+    assert!(
+        after * 3 < before * 2,
+        "pages before {before}, after {after}"
+    );
+    assert_eq!(free, 0, "pages still on the free list");
     assert_eq!(db.read_stream("baker", 10_000).await.unwrap().len(), 200);
 }

@@ -219,6 +219,15 @@ fn run(cli: Cli) -> Result<()> {
                 seeded.orders as f64 / seeded.elapsed.as_secs_f64().max(1e-9),
                 seeded.commits
             );
+            let per_order = |bytes: u64| bytes as f64 / seeded.orders.max(1) as f64;
+            println!(
+                "on disk: {:.0} bytes per order with the stream's events, {:.0} once it is trimmed \
+                 ({} and {} bytes in all)",
+                per_order(seeded.bytes_before_trim),
+                per_order(seeded.bytes_after_trim),
+                seeded.bytes_before_trim,
+                seeded.bytes_after_trim
+            );
             Ok(())
         }
         Some(Command::Storage {

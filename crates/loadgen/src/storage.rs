@@ -141,6 +141,24 @@ pub struct Seeded {
     pub orders: u64,
     pub elapsed: Duration,
     pub commits: u64,
+    /// The data directory's size with every event still in the stream, as
+    /// the bakery keeps them for the retention period.
+    pub bytes_before_trim: u64,
+    /// Its size once the stream is trimmed (`Database::trim_stream`), as
+    /// after the retention period.
+    pub bytes_after_trim: u64,
+}
+
+/// The size of every file in `dir` (the database, its log, the secrets).
+fn bytes_in(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let meta = entry?.metadata()?;
+        if meta.is_file() {
+            total += meta.len();
+        }
+    }
+    Ok(total)
 }
 
 /// Fills `dir` with `orders` finished orders, their idempotency keys and
@@ -165,10 +183,23 @@ pub async fn seed(dir: &Path, orders: u64, concurrency: usize, progress: bool) -
             .await
             .map_err(|e| anyhow::anyhow!("cannot checkpoint {consumer}: {e}"))?;
     }
+    // Closed, so the write-ahead log is copied back and gone: the sizes
+    // are of the data as it rests.
+    drop(db);
+    let bytes_before_trim = bytes_in(dir)?;
+    let db = Database::open(dir, Options::default())
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", dir.display()))?;
+    db.trim_stream(&STREAM_CONSUMERS, Duration::ZERO)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot trim the stream: {e}"))?;
+    drop(db);
+    let bytes_after_trim = bytes_in(dir)?;
     Ok(Seeded {
         orders,
         elapsed,
         commits,
+        bytes_before_trim,
+        bytes_after_trim,
     })
 }
 
@@ -379,6 +410,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let seeded = seed(dir.path(), 50, 8, false).await.unwrap();
         assert_eq!(seeded.orders, 50);
+        assert!(
+            seeded.bytes_after_trim < seeded.bytes_before_trim,
+            "{} bytes before trimming, {} after",
+            seeded.bytes_before_trim,
+            seeded.bytes_after_trim
+        );
         let db = Database::open(dir.path(), Options::default()).unwrap();
         assert_eq!(db.count_orders().await.unwrap(), 50);
         for consumer in STREAM_CONSUMERS {
