@@ -152,6 +152,18 @@ function step(t, name, body) {
   });
 }
 
+const AXE = readFileSync(join(here, "node_modules/axe-core/axe.min.js"), "utf8");
+
+/** axe-core on the page as it is now: no violations at all, named if any. */
+async function accessible(page, state) {
+  // Evaluated through the browser's debugging protocol, which the page's
+  // Content-Security-Policy (scripts from the bakery only) does not cover.
+  await page.evaluate(AXE);
+  const violations = await page.evaluate(async () => (await window.axe.run()).violations);
+  const said = violations.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(" ")).join(", ")})`);
+  assert.deepEqual(said, [], `axe-core on ${state}`);
+}
+
 async function shot(page, name) {
   await page.screenshot({ path: join(media, name), fullPage: true });
 }
@@ -175,6 +187,7 @@ test("a cake goes from the shop to the customer's table", async (t) => {
     await desktop.goto(`${base}/`);
     await desktop.getByRole("heading", { name: "Our cakes" }).waitFor(WAIT);
     assert.ok(await desktop.getByText("€45.00").first().isVisible());
+    await accessible(desktop, "the shop");
     await shot(desktop, "page-shop.png");
     await desktop.close();
   });
@@ -191,6 +204,7 @@ test("a cake goes from the shop to the customer's table", async (t) => {
     await customer.locator("#quantity-error", { hasText: "Quantity must be between 1 and 50." }).waitFor(WAIT);
     await customer.locator('#quantity[aria-invalid="true"]').waitFor(WAIT);
     assert.equal(await customer.locator('#name[aria-invalid="true"]').count(), 0);
+    await accessible(customer, "the shop with a field in error, on a phone");
     await shot(customer, "page-shop-phone.png");
 
     await customer.getByLabel("How many").fill("2");
@@ -200,6 +214,7 @@ test("a cake goes from the shop to the customer's table", async (t) => {
     orderId = (await customer.locator("#confirmation-order").textContent()).trim();
     assert.match(orderId, /^[0-9a-f-]{36}$/);
     assert.match(await customer.locator("#confirmation-summary").textContent(), /2 × Birthday cake, €90\.00/);
+    await accessible(customer, "the order confirmation");
     trackingLink = await customer.getByRole("link", { name: "Follow your order" }).getAttribute("href");
     assert.match(trackingLink, new RegExp(`^/track/${orderId}#token=[A-Za-z0-9_-]{43}$`));
   });
@@ -211,6 +226,9 @@ test("a cake goes from the shop to the customer's table", async (t) => {
     await customer.locator("#step-placed.done").waitFor(WAIT);
     await customer.locator("#step-baker_notified.done").waitFor(WAIT);
     assert.match(await customer.locator("#track-summary").textContent(), /2 × Birthday cake/);
+    // Where it goes, in the customer's own lines.
+    assert.equal(await customer.locator("#track-address").textContent(), "12 Analytical Row\nLondon");
+    await accessible(customer, "the tracking page of a placed order");
   });
 
   // The cake maker's tab; the operator's page opens in it later, so the
@@ -233,6 +251,7 @@ test("a cake goes from the shop to the customer's table", async (t) => {
     const firstOrder = await staff.locator("#orders li").first().textContent();
     assert.match(firstOrder, /Ada Lovelace/);
     await staff.locator("#totals li", { hasText: "Birthday cake" }).getByText("3").waitFor(WAIT);
+    await accessible(staff, "the cake maker's page");
     await shot(staff, "page-baker.png");
 
     await fulfil.click();
@@ -248,9 +267,19 @@ test("a cake goes from the shop to the customer's table", async (t) => {
     assert.match(await row.textContent(), new RegExp(orderId.slice(-8)));
     await staff.locator("#recent-errors li", { hasText: "dead letter" }).first().waitFor(WAIT);
     assert.ok(webhook.received.length >= 2, "tried twice before giving up");
-    await customer.locator("#track-status", { hasText: "Out for delivery" }).waitFor(WAIT);
-    assert.equal(await customer.locator("#step-delivery_notified.done").count(), 0);
+    await accessible(staff, "the operator's page with a dead letter");
     await shot(staff, "page-operator.png");
+  });
+
+  await step(t, "tracking tells the truth while the delivery company has not been told", async () => {
+    // The order is out for delivery in the bakery's books, but the
+    // delivery company never heard of it: the customer is not told it is
+    // on its way, nor asked whether it arrived.
+    await customer.locator("#track-status", { hasText: "handing it to the delivery company" }).waitFor(WAIT);
+    assert.equal(await customer.locator("#step-delivery_notified.done").count(), 0);
+    assert.equal(await customer.getByText(/on its way\./i).count(), 0);
+    assert.equal(await customer.getByRole("button", { name: "I received my cake" }).count(), 0);
+    await accessible(customer, "the tracking page while the delivery request is dead-lettered");
   });
 
   await step(t, "the operator redrives it once the delivery company is back", async () => {
@@ -271,14 +300,30 @@ test("a cake goes from the shop to the customer's table", async (t) => {
     assert.equal(JSON.parse(delivered[0].body).orderId ?? JSON.parse(delivered[0].body).data?.orderId, orderId);
 
     await customer.getByRole("button", { name: "I received my cake" }).waitFor(WAIT);
+    await customer.locator("#track-status", { hasText: "On its way" }).waitFor(WAIT);
+    await accessible(customer, "the tracking page of a cake on its way");
     await shot(customer, "page-track.png");
     await customer.getByLabel("Your review").fill("Still warm, and the sprinkles survived the trip. Thank you!");
     await customer.getByRole("button", { name: "I received my cake" }).click();
     await customer.locator("#step-delivered.done").waitFor(WAIT);
     await customer.locator("#track-status", { hasText: "Delivered" }).waitFor(WAIT);
-    await customer.locator("#step-customer_service_notified.done").waitFor(WAIT);
     await customer.locator("#review-shown", { hasText: "sprinkles survived" }).waitFor(WAIT);
     await customer.getByRole("button", { name: "I received my cake" }).waitFor({ state: "hidden", ...WAIT });
+    await accessible(customer, "the tracking page of a delivered order");
     await shot(customer, "page-track-delivered.png");
+  });
+
+  await step(t, "a tracking page that cannot reach the bakery says its live updates stopped", async () => {
+    const offline = await context.newPage();
+    await offline.setViewportSize(PHONE);
+    await offline.route(/\/order\/[0-9a-f-]{36}/, (route) => route.abort("internetdisconnected"));
+    await offline.goto(`${base}${trackingLink}`);
+    await offline.locator("#live-note", { hasText: "Live updates have stopped" }).waitFor(WAIT);
+    await accessible(offline, "the tracking page with its live updates stopped");
+    // Back online: the note goes and the order shows.
+    await offline.unroute(/\/order\/[0-9a-f-]{36}/);
+    await offline.locator("#track-status", { hasText: "Delivered" }).waitFor(WAIT);
+    await offline.locator("#live-note").waitFor({ state: "hidden", ...WAIT });
+    await offline.close();
   });
 });

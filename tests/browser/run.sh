@@ -26,7 +26,7 @@ if ! command -v node >/dev/null; then
   exit 1
 fi
 
-if [[ ! -d "$here/node_modules/playwright-core" ]]; then
+if [[ ! -d "$here/node_modules/playwright-core" || ! -d "$here/node_modules/axe-core" ]]; then
   # playwright-core, not playwright: it downloads no browser.
   (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
 fi

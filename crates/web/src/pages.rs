@@ -52,18 +52,16 @@ fn render(status: StatusCode, page: &impl Template) -> Response {
     }
 }
 
-/// The timeline's steps as people read them, in flow order.
-pub(crate) const STEPS: [(Step, &str); 7] = [
+/// The steps a customer follows, in their words, each reached when the
+/// order's timeline has that step. "On its way" waits for the delivery
+/// company to have been told, not for the order's status: a delivery
+/// request that failed must not look like a cake on the road. The other
+/// steps (the order fulfilled, the review passed on) are the bakery's.
+pub(crate) const CUSTOMER_STEPS: [(Step, &str); 4] = [
     (Step::Placed, "Order placed"),
-    (Step::BakerNotified, "Cake maker told"),
-    (Step::Fulfilled, "Baked and packed"),
-    (Step::OutForDelivery, "Out for delivery"),
-    (Step::DeliveryNotified, "Delivery company notified"),
+    (Step::BakerNotified, "Baking"),
+    (Step::DeliveryNotified, "On its way"),
     (Step::Delivered, "Delivered"),
-    (
-        Step::CustomerServiceNotified,
-        "Review passed to customer service",
-    ),
 ];
 
 // ---------------------------------------------------------------- shop
@@ -334,7 +332,7 @@ pub(crate) async fn track(
     let page = TrackPage {
         v: state.asset_version.clone(),
         order_id: order_id.to_string(),
-        steps: STEPS
+        steps: CUSTOMER_STEPS
             .iter()
             .map(|(step, label)| StepView {
                 key: step.as_str(),

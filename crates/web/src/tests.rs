@@ -249,7 +249,7 @@ async fn the_tracking_page_renders_the_timeline_and_the_delivery_form() {
     assert_eq!(page.status, StatusCode::OK);
     let html = &page.text;
     assert!(html.contains(&format!(r#"data-order-id="{id}""#)));
-    for (step, label) in pages::STEPS {
+    for (step, label) in pages::CUSTOMER_STEPS {
         assert!(html.contains(&format!(r#"id="step-{}""#, step.as_str())));
         assert!(html.contains(label));
     }

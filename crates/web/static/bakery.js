@@ -180,12 +180,17 @@
 
   // ------------------------------------------------------------ tracking
 
-  const STATUS_TEXT = {
-    placed: "Placed. Your cake is waiting for the oven.",
-    fulfilled: "Baked! It is being handed to the delivery company.",
-    out_for_delivery: "Out for delivery. Your cake is on its way.",
-    delivered: "Delivered. Enjoy your cake!",
-  };
+  /**
+   * What the customer is told, from the order's timeline: "on its way"
+   * only once the delivery company has been told, whatever the status.
+   */
+  function customerStatus(order, reached) {
+    if (order.status === "delivered") return "Delivered. Enjoy your cake!";
+    if (reached.has("delivery_notified")) return "On its way. The delivery company has your cake.";
+    if (reached.has("fulfilled")) return "Baked! We are handing it to the delivery company.";
+    if (reached.has("baker_notified")) return "Baking. The cake maker has your order; your cake is waiting for the oven.";
+    return "Placed. We are telling the cake maker.";
+  }
 
   function track() {
     const root = $(".track");
@@ -203,13 +208,15 @@
     let shownStatus = "";
 
     function render(order) {
-      if (order.status !== shownStatus) {
-        shownStatus = order.status;
-        status.textContent = STATUS_TEXT[order.status] || order.status;
+      const reached = new Map(order.timeline.map((s) => [s.step, s.at]));
+      const said = customerStatus(order, reached);
+      if (said !== shownStatus) {
+        shownStatus = said;
+        status.textContent = said;
       }
       $("#track-summary").textContent =
         order.quantity + " × " + order.productName + ", " + money(order.totalCents, order.currency) + ", for " + order.name;
-      const reached = new Map(order.timeline.map((s) => [s.step, s.at]));
+      $("#track-address").textContent = order.address;
       let last = null;
       for (const item of document.querySelectorAll(".timeline .step")) {
         const step = item.id.replace(/^step-/, "");
@@ -229,7 +236,8 @@
         }
       }
       if (last) last.classList.add("current");
-      $("#receive").hidden = order.status !== "out_for_delivery";
+      // Only a cake the delivery company was told about can have arrived.
+      $("#receive").hidden = !(order.status === "out_for_delivery" && reached.has("delivery_notified"));
       const review = $("#review-shown");
       if (order.status === "delivered" && order.orderReview) {
         review.textContent = "Your review: " + order.orderReview;
@@ -253,6 +261,7 @@
     // asking over and over. A server that cannot wait answers at once;
     // then the page asks again every 1.5 s.
     let waitFor = null;
+    let failures = 0;
     async function poll() {
       let again = 1500;
       try {
@@ -262,6 +271,8 @@
           headers: waitFor ? { Prefer: "wait=25" } : undefined,
         });
         if (answer.ok && answer.data) {
+          failures = 0;
+          $("#live-note").hidden = true;
           render(answer.data);
           const next = nextStep(answer.data);
           if (answer.waited || next !== waitFor) again = 0;
@@ -269,11 +280,17 @@
         } else if ([401, 403, 404].includes(answer.status)) {
           status.textContent = "We could not find this order with this link. Please use the whole link you got when you ordered.";
           return;
+        } else {
+          failures += 1;
         }
       } catch (_) {
         // Offline for a moment: keep the last state and try again.
+        failures += 1;
       }
-      if (!finished) setTimeout(poll, again);
+      // Said once a few tries in a row failed, so a blip goes unnoticed
+      // but a page that stopped moving says so.
+      if (failures >= 3) $("#live-note").hidden = false;
+      if (!finished) setTimeout(poll, failures ? Math.min(1500 * failures, 15000) : again);
     }
     poll();
 
