@@ -50,7 +50,10 @@ async fn one_order_walks_the_whole_flow() {
     wait_for_step(&bakery, &order_id, "baker_notified").await;
     let baker_mail = bakery.emails_to("baker@bakery.local", &order_id);
     assert_eq!(baker_mail.len(), 1);
+    // The short number people read, in every mail (the pages show it too).
+    let number = domain::OrderId::parse(&order_id).unwrap().number();
     for needle in [
+        number.as_str(),
         "Chocolate",
         "Quantity:  2",
         "Ada Lovelace",
@@ -99,6 +102,7 @@ async fn one_order_walks_the_whole_flow() {
     let delivery_mail = bakery.emails_to("dispatch@delivery.local", &order_id);
     assert_eq!(delivery_mail.len(), 1);
     assert!(delivery_mail[0].contains("12 Analytical Row"));
+    assert!(delivery_mail[0].contains(&number));
 
     let (status, delivered) = bakery
         .post("/order/delivered", Some(&customer_token), &deliver)
@@ -112,6 +116,7 @@ async fn one_order_walks_the_whole_flow() {
     let care_mail = bakery.emails_to("care@bakery.local", &order_id);
     assert_eq!(care_mail.len(), 1);
     assert!(care_mail[0].contains("Lovely!"));
+    assert!(care_mail[0].contains(&number));
 
     // Every step has its time, in flow order.
     assert_eq!(steps(&order), EVERY_STEP);

@@ -45,11 +45,14 @@ fn partner_message(feedback: &FeedbackMessage) -> PartnerMessage {
         id: feedback.message_id.to_string(),
         event_type: "feedback.received".into(),
         payload: serde_json::to_value(feedback).unwrap_or_default(),
-        subject: format!("Customer feedback for order {}", feedback.order_id),
+        subject: format!("Customer feedback for order {}", feedback.order_id.number()),
         text: format!(
             "{name} confirmed delivery of their {product} on {at}.\n\n\
+             Order: {number} (id {id})\n\n\
              Review:\n{review}\n\n\
              Contact: {contact}\n",
+            number = feedback.order_id.number(),
+            id = feedback.order_id,
             name = feedback.name,
             product = feedback.product_name,
             at = feedback.delivered_at.to_rfc3339(),

@@ -46,7 +46,9 @@ async fn notify_baker(deps: &Deps, event: Event) -> Result<(), StepError> {
         to: deps.baker_email.clone(),
         subject: format!(
             "Please bake: {} × {} (order {})",
-            event.order.quantity, event.order.product_name, event.order_id
+            event.order.quantity,
+            event.order.product_name,
+            event.order_id.number()
         ),
         text: baker_email_text(&event.order, &deps.api_url),
     };
@@ -73,7 +75,7 @@ fn baker_email_text(order: &Order, api_url: &str) -> String {
          \n\
          A new order is waiting to be baked.\n\
          \n\
-         \x20 Order:     {id}\n\
+         \x20 Order:     {number} (id {id})\n\
          \x20 Product:   {product} ({product_id})\n\
          \x20 Quantity:  {quantity}\n\
          \x20 Customer:  {name}\n\
@@ -89,6 +91,7 @@ fn baker_email_text(order: &Order, api_url: &str) -> String {
          \n\
          The order system\n",
         id = order.order_id,
+        number = order.order_id.number(),
         product = order.product_name,
         product_id = order.product_id,
         quantity = order.quantity,

@@ -46,14 +46,15 @@ fn partner_message(request: &DeliveryRequest) -> PartnerMessage {
         id: request.message_id.to_string(),
         event_type: "delivery.requested".into(),
         payload: serde_json::to_value(request).unwrap_or_default(),
-        subject: format!("Delivery request for order {}", request.order_id),
+        subject: format!("Delivery request for order {}", request.order_id.number()),
         text: format!(
             "Please collect and deliver:\n\n\
-             \x20 Order:     {}\n\
+             \x20 Order:     {} (id {})\n\
              \x20 Cake:      {} × {}\n\
              \x20 Recipient: {}\n\
              \x20 Address:\n{address}\n\
              Ready since {}.\n",
+            request.order_id.number(),
             request.order_id,
             request.quantity,
             request.product_name,

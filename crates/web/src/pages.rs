@@ -100,7 +100,8 @@ pub(crate) struct ShownError {
 
 /// A placed order, for the confirmation shown without script.
 pub(crate) struct PlacedView {
-    pub order_id: String,
+    /// [`OrderId::number`], what people read.
+    pub order_number: String,
     pub product_name: String,
     pub quantity: u64,
     pub total: String,
@@ -260,7 +261,9 @@ pub(crate) async fn shop_order(
         let order_id = text("orderId");
         page.placed = Some(PlacedView {
             tracking_link: format!("/track/{order_id}#token={}", text("customerToken")),
-            order_id,
+            order_number: OrderId::parse(&order_id)
+                .map(|id| id.number())
+                .unwrap_or(order_id),
             product_name: text("productName"),
             quantity: answer["quantity"].as_u64().unwrap_or_default(),
             total: format_money(
@@ -302,6 +305,7 @@ pub(crate) struct StepView {
 pub(crate) struct TrackPage {
     pub v: Arc<str>,
     pub order_id: String,
+    pub order_number: String,
     pub steps: Vec<StepView>,
 }
 
@@ -332,6 +336,7 @@ pub(crate) async fn track(
     let page = TrackPage {
         v: state.asset_version.clone(),
         order_id: order_id.to_string(),
+        order_number: order_id.number(),
         steps: CUSTOMER_STEPS
             .iter()
             .map(|(step, label)| StepView {

@@ -72,9 +72,21 @@
     return "shop-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
   }
 
-  /** The last 8 characters of an order id: the random part, easy to read out. */
-  function shortId(orderId) {
-    return "…" + String(orderId).slice(-8);
+  /**
+   * The order's number for people, as the bakery computes it everywhere
+   * (`OrderId::number` in the domain crate): `B-` and the id's last 40
+   * bits in Crockford's base32, as `B-Y9X9-3D66`.
+   */
+  function orderNumber(orderId) {
+    const hex = String(orderId).replace(/-/g, "").slice(-10);
+    const alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let chars = "";
+    // Two 20-bit halves, four characters each: plain numbers stay exact.
+    for (const half of [hex.slice(0, 5), hex.slice(5)]) {
+      const bits = parseInt(half, 16);
+      for (let i = 3; i >= 0; i--) chars += alphabet[(bits >> (5 * i)) & 31];
+    }
+    return "B-" + chars.slice(0, 4) + "-" + chars.slice(4);
   }
 
   /**
@@ -158,7 +170,7 @@
     function confirm(order) {
       $("#confirmation-summary").textContent =
         order.quantity + " × " + order.productName + ", " + money(order.totalCents, order.currency);
-      $("#confirmation-order").textContent = order.orderId;
+      $("#confirmation-order").textContent = orderNumber(order.orderId);
       $("#tracking-link").href =
         "/track/" + encodeURIComponent(order.orderId) + "#token=" + encodeURIComponent(order.customerToken);
       form.hidden = true;
@@ -425,7 +437,7 @@
             el("div", {},
               el("div", { class: "what" }, el("strong", { text: what }), " for " + order.name),
               el("div", { class: "meta" },
-                (order.placedAt ? "placed " + clock(order.placedAt) + " · " : "") + "order " + shortId(order.orderId))),
+                (order.placedAt ? "placed " + clock(order.placedAt) + " · " : "") + "order " + orderNumber(order.orderId))),
             button);
         });
         if (!items.length) items.push(el("li", { class: "empty", text: "No orders waiting. Time for a coffee." }));
@@ -489,7 +501,7 @@
           return el("tr", {},
             el("td", { text: letter.id }),
             el("td", { text: letter.source }),
-            el("td", { class: "order-number ref", title: letter.orderId || "", text: letter.orderId ? shortId(letter.orderId) : "–" }),
+            el("td", { class: "order-number ref", title: letter.orderId || "", text: letter.orderId ? orderNumber(letter.orderId) : "–" }),
             el("td", { class: "reason", text: letter.reason }),
             el("td", { class: "num", text: String(letter.attempts) }),
             el("td", { text: when(letter.failedAt) }),
