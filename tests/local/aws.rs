@@ -178,7 +178,7 @@ async fn the_whole_flow_runs_on_the_aws_apis() {
     for (id, _) in &orders {
         let to_baker: Vec<&Value> = emails
             .iter()
-            .filter(|m| m["subject"].as_str().unwrap_or("").contains(id.as_str()))
+            .filter(|m| m["body"].as_str().unwrap_or("").contains(id.as_str()))
             .collect();
         assert_eq!(to_baker.len(), 1, "one baker email for {id}: {emails:?}");
         assert_eq!(

@@ -209,16 +209,17 @@ impl Rig {
     }
 
     /// Emails SES accepted for the cake maker, per order id (from the
-    /// subject, "Please bake: ... (order <id>)").
+    /// text, "Order: B-... (id <id>)"; the subject has the short number).
     async fn baker_emails(&self) -> HashMap<String, usize> {
         let mut emails = HashMap::new();
         for mail in self.moto.sent_emails().await {
             assert_eq!(mail["destinations"]["ToAddresses"][0], "baker@bakery.local");
-            let subject = mail["subject"].as_str().unwrap_or_default();
-            let id = subject
-                .rsplit_once("(order ")
-                .and_then(|(_, rest)| rest.strip_suffix(')'))
-                .unwrap_or_else(|| panic!("a baker email's subject: {subject}"));
+            let text = mail["body"].as_str().unwrap_or_default();
+            let id = text
+                .split_once("(id ")
+                .and_then(|(_, rest)| rest.split_once(')'))
+                .map(|(id, _)| id)
+                .unwrap_or_else(|| panic!("a baker email's text: {text}"));
             *emails.entry(id.to_string()).or_default() += 1;
         }
         emails

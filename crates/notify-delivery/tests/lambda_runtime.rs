@@ -54,8 +54,12 @@ async fn the_notify_delivery_binary_answers_an_sqs_event_through_the_runtime_api
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0]["source"], MAIL_FROM);
     assert_eq!(sent[0]["destinations"]["ToAddresses"][0], DELIVERY_EMAIL);
+    let number = domain::OrderId::parse(fixtures::ORDER_FULFILLED)
+        .unwrap()
+        .number();
+    assert!(sent[0]["subject"].as_str().unwrap().contains(&number));
     assert!(
-        sent[0]["subject"]
+        sent[0]["body"]
             .as_str()
             .unwrap()
             .contains(fixtures::ORDER_FULFILLED)
