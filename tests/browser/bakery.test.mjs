@@ -248,6 +248,7 @@ test("a cake goes from the shop to the customer's table", async (t) => {
     await staff.getByLabel("Baker token").fill("not-the-token-at-all");
     await staff.getByRole("button", { name: "Sign in" }).click();
     await staff.getByText("That token was not accepted").waitFor(WAIT);
+    await accessible(staff, "the cake maker's sign-in with a refused token");
     await staff.getByLabel("Baker token").fill(BAKER_TOKEN);
     await staff.getByRole("button", { name: "Sign in" }).click();
 
