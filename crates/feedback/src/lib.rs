@@ -11,8 +11,8 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use domain::Step;
 use domain::events::{FeedbackMessage, PartnerMessage};
 use domain::ports::{OrderStore, PartnerNotifier};
-use lambda_kit::batch::{BatchReport, for_each_message};
-use lambda_kit::partner::notify_once;
+use lambda_kit::batch::BatchReport;
+use lambda_kit::partner::relay;
 
 #[derive(Clone)]
 pub struct Deps {
@@ -22,17 +22,13 @@ pub struct Deps {
 
 /// Handles one batch of queue messages.
 pub async fn handle(deps: &Deps, batch: SqsEvent) -> BatchReport {
-    for_each_message(batch, |feedback: FeedbackMessage| async move {
-        let message = partner_message(&feedback);
-        notify_once(
-            deps.store.as_ref(),
-            deps.customer_service.as_ref(),
-            feedback.order_id,
-            Step::CustomerServiceNotified,
-            &message,
-        )
-        .await
-    })
+    relay(
+        deps.store.as_ref(),
+        deps.customer_service.as_ref(),
+        Step::CustomerServiceNotified,
+        batch,
+        partner_message,
+    )
     .await
 }
 

@@ -8,9 +8,36 @@
 use chrono::Utc;
 use domain::events::PartnerMessage;
 
-use crate::batch::StepError;
+use aws_lambda_events::event::sqs::SqsEvent;
+use domain::events::ForOrder;
+use serde::de::DeserializeOwned;
+
+use crate::batch::{BatchReport, StepError, for_each_message};
 use domain::ports::{OrderStore, PartnerNotifier};
 use domain::{OrderId, Step};
+
+/// A partner step's whole batch: each queue message `T` is turned into the
+/// partner's message and passed on with [`notify_once`], recording `step`.
+/// The delivery company's step and customer service's are this with their
+/// own message type and wording.
+pub async fn relay<T, F>(
+    store: &dyn OrderStore,
+    partner: &dyn PartnerNotifier,
+    step: Step,
+    batch: SqsEvent,
+    to_partner: F,
+) -> BatchReport
+where
+    T: DeserializeOwned + ForOrder,
+    F: Fn(&T) -> PartnerMessage,
+{
+    let to_partner = &to_partner;
+    for_each_message(batch, |message: T| async move {
+        let order_id = message.order_id();
+        notify_once(store, partner, order_id, step, &to_partner(&message)).await
+    })
+    .await
+}
 
 pub async fn notify_once(
     store: &dyn OrderStore,
