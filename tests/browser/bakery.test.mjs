@@ -96,7 +96,12 @@ before(async () => {
   webhook = await startWebhook();
   bakery = await startBakery(webhook.url);
   base = bakery.address;
-  context = await chromium.launchPersistentContext(join(work, "profile"), {
+  context = await launch("profile", { viewport: DESKTOP });
+});
+
+/** Debian's Chromium with its own fresh profile; `options` add to the defaults. */
+function launch(profile, options) {
+  return chromium.launchPersistentContext(join(work, profile), {
     executablePath: chromiumPath,
     headless: true,
     args: [
@@ -109,11 +114,11 @@ before(async () => {
       "--disable-component-update",
       "--disable-sync",
     ],
-    viewport: DESKTOP,
     locale: "en-GB",
     timezoneId: "Europe/Amsterdam",
+    ...options,
   });
-});
+}
 
 after(async () => {
   await context?.close();
@@ -188,7 +193,7 @@ test("a cake goes from the shop to the customer's table", async (t) => {
     const desktop = await context.newPage();
     await desktop.goto(`${base}/`);
     await desktop.getByRole("heading", { name: "Our cakes" }).waitFor(WAIT);
-    assert.ok(await desktop.getByText("€45.00").first().isVisible());
+    assert.ok(await desktop.locator(".product .price", { hasText: "€45.00" }).first().isVisible());
     await accessible(desktop, "the shop");
     await shot(desktop, "page-shop.png");
     await desktop.close();
@@ -196,6 +201,9 @@ test("a cake goes from the shop to the customer's table", async (t) => {
 
   await step(t, "a bad quantity is shown beside its field, then the order goes through", async () => {
     await customer.goto(`${base}/`);
+    // On a phone the form is on the first screen, not below the cakes.
+    const nameBox = await customer.getByLabel("Your name").boundingBox();
+    assert.ok(nameBox.y + nameBox.height < PHONE.height, `the form starts at ${nameBox.y}px`);
     await customer.getByLabel("Your name").fill("Ada Lovelace");
     await customer.getByLabel("Delivery address").fill("12 Analytical Row\nLondon");
     await customer.getByLabel("Cake", { exact: true }).selectOption("5");
@@ -220,6 +228,25 @@ test("a cake goes from the shop to the customer's table", async (t) => {
     trackingLink = await customer.getByRole("link", { name: "Follow your order" }).getAttribute("href");
     assert.match(trackingLink, /^\/track\/[0-9a-f-]{36}#token=[A-Za-z0-9_-]{43}$/);
     orderId = trackingLink.match(/^\/track\/([0-9a-f-]{36})#/)[1];
+  });
+
+  await step(t, "without script, the answer to an order is at the top of the page", async () => {
+    const plain = await launch("profile-no-script", { javaScriptEnabled: false, viewport: PHONE });
+    const page = await plain.newPage();
+    await page.goto(`${base}/`);
+    await page.getByLabel("Your name").fill("Edsger Dijkstra");
+    await page.getByLabel("Delivery address").fill("1 Shortest Path");
+    await page.getByLabel("How many").fill("0");
+    await page.getByRole("button", { name: "Place order" }).click();
+    const error = page.locator("#quantity-error", { hasText: "Quantity must be between 1 and 50." });
+    await error.waitFor(WAIT);
+    assert.ok((await error.boundingBox()).y < PHONE.height, "the error is on the first screen");
+    await page.getByLabel("How many").fill("1");
+    await page.getByRole("button", { name: "Place order" }).click();
+    const thanks = page.getByRole("heading", { name: "Thank you, your order is placed" });
+    await thanks.waitFor(WAIT);
+    assert.ok((await thanks.boundingBox()).y < PHONE.height, "the confirmation is on the first screen");
+    await plain.close();
   });
 
   await step(t, "the tracking link shows the order and its first steps", async () => {
