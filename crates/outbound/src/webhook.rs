@@ -269,8 +269,11 @@ impl PartnerNotifier for WebhookNotifier {
                 tracing::debug!(host = %host, id = %message.id, tries, "webhook delivered");
                 Ok(())
             }
+            // "calls", not "tries": the bakery's own tries of the step are
+            // counted apart (a dead letter's `attempts`, the operator page's
+            // Tries), and each of them may make several calls.
             Err(Failure::Retry(why)) => Err(NotifyError::Unavailable(format!(
-                "{host}: {why} (after {tries} tries)"
+                "{host}: {why} ({tries} calls)"
             ))),
             Err(Failure::Stop(why)) => Err(NotifyError::Unavailable(format!("{host}: {why}"))),
             Err(Failure::Reject(why)) => Err(NotifyError::Rejected(format!("{host}: {why}"))),

@@ -255,7 +255,7 @@ async fn a_partner_that_never_answers_times_out() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, NotifyError::Unavailable(why) if why.contains("timed out") && why.contains("2 tries")),
+        matches!(&err, NotifyError::Unavailable(why) if why.contains("timed out") && why.contains("2 calls")),
         "{err:?}"
     );
     // Each try used a fresh connection (the timed-out one is dropped).
