@@ -11,166 +11,47 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { createServer } from "node:http";
-import { mkdtempSync, mkdirSync, rmSync, createWriteStream, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, dirname, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { once } from "node:events";
-import { createInterface } from "node:readline";
-import { chromium } from "playwright-core";
+import { readFileSync, rmSync } from "node:fs";
+import * as harness from "./harness.mjs";
+import { BAKER_TOKEN, WAIT, PHONE, DESKTOP, accessible, shot } from "./harness.mjs";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, "..", "..");
-const media = join(root, "media");
-const bakeryBin = process.env.BAKERY_BIN || join(root, "target", "debug", "bakery");
-const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
-const BAKER_TOKEN = "browser-test-baker-token-0123456789";
-const WAIT = { timeout: 20_000 };
-const PHONE = { width: 390, height: 844 };
-const DESKTOP = { width: 1280, height: 900 };
-
-const work = mkdtempSync(join(tmpdir(), "bakery-browser-"));
+const work = harness.workDir();
+const steps = harness.stepper();
 let webhook;
 let bakery;
-let bakeryLog;
 let context;
 let base;
-let failed = false;
-
-/** The delivery company: answers 500 until `webhook.failing` is false. */
-async function startWebhook() {
-  const state = { failing: true, received: [] };
-  const server = createServer((request, response) => {
-    let body = "";
-    request.on("data", (chunk) => (body += chunk));
-    request.on("end", () => {
-      state.received.push({ headers: request.headers, body, failing: state.failing });
-      response.writeHead(state.failing ? 500 : 200, { "content-type": "text/plain" });
-      response.end(state.failing ? "down for maintenance" : "ok");
-    });
-  });
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  state.url = `http://127.0.0.1:${server.address().port}/deliveries`;
-  state.close = () => new Promise((done) => server.close(done));
-  return state;
-}
-
-/** Starts the bakery on a free port and reads its address from stdout. */
-async function startBakery(webhookUrl) {
-  const dataDir = join(work, "data");
-  bakeryLog = join(work, "bakery.log");
-  const child = spawn(
-    bakeryBin,
-    [
-      "--listen", "127.0.0.1:0",
-      "--data-dir", dataDir,
-      "--baker-token", BAKER_TOKEN,
-      "--delivery-webhook-url", webhookUrl,
-      "--max-tries", "2",
-      "--retry-delay-ms", "50",
-      "--partner-attempts", "1",
-    ],
-    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, BAKERY_LOG: process.env.BAKERY_LOG || "info" } },
-  );
-  child.stderr.pipe(createWriteStream(bakeryLog));
-  const lines = createInterface({ input: child.stdout });
-  const address = await new Promise((resolveAddress, reject) => {
-    const timer = setTimeout(() => reject(new Error("the bakery did not say where it listens within 60 s")), 60_000);
-    child.once("exit", (code) => reject(new Error(`the bakery exited (${code}) before listening; see ${bakeryLog}`)));
-    lines.on("line", (line) => {
-      const match = line.match(/^listening on (http:\/\/\S+)/);
-      if (match) {
-        clearTimeout(timer);
-        resolveAddress(match[1]);
-      }
-    });
-  });
-  return { child, address };
-}
 
 before(async () => {
-  mkdirSync(media, { recursive: true });
-  webhook = await startWebhook();
-  bakery = await startBakery(webhook.url);
+  webhook = await harness.startWebhook();
+  bakery = await harness.startBakery(work, webhook.url);
   base = bakery.address;
   context = await launch("profile", { viewport: DESKTOP });
 });
 
-/** Debian's Chromium with its own fresh profile; `options` add to the defaults. */
-function launch(profile, options) {
-  return chromium.launchPersistentContext(join(work, profile), {
-    executablePath: chromiumPath,
-    headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-    locale: "en-GB",
-    timezoneId: "Europe/Amsterdam",
-    ...options,
-  });
-}
-
 after(async () => {
   await context?.close();
-  if (bakery?.child && bakery.child.exitCode === null) {
-    bakery.child.kill("SIGTERM");
-    await once(bakery.child, "exit");
-  }
+  await harness.stopBakery(bakery);
   await webhook?.close();
-  if (failed && bakeryLog) {
-    console.error("---- bakery log ----\n" + readFileSync(bakeryLog, "utf8").slice(-8000));
+  if (steps.failed && bakery?.log) {
+    console.error("---- bakery log ----\n" + readFileSync(bakery.log, "utf8").slice(-8000));
   }
   rmSync(work, { recursive: true, force: true });
 });
 
+/** Debian's Chromium with its own fresh profile; `options` add to the defaults. */
+function launch(profile, options) {
+  return harness.launch(work, profile, options);
+}
+
 /** Places an order straight through the API (other customers). */
-async function apiOrder(name, productId, quantity) {
-  const response = await fetch(`${base}/order`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ name, address: "1 Side Street", productId, quantity }),
-  });
-  assert.equal(response.status, 201);
-  return response.json();
+function apiOrder(name, productId, quantity) {
+  return harness.apiOrder(base, name, productId, quantity);
 }
 
 /** A step of the story; once one fails, the rest are skipped, not timed out. */
 function step(t, name, body) {
-  return t.test(name, async (s) => {
-    if (failed) return s.skip("an earlier step failed");
-    try {
-      await body();
-    } catch (error) {
-      failed = true;
-      throw error;
-    }
-  });
-}
-
-const AXE = readFileSync(join(here, "node_modules/axe-core/axe.min.js"), "utf8");
-
-/** axe-core on the page as it is now: no violations at all, named if any. */
-async function accessible(page, state) {
-  // Evaluated through the browser's debugging protocol, which the page's
-  // Content-Security-Policy (scripts from the bakery only) does not cover.
-  await page.evaluate(AXE);
-  const violations = await page.evaluate(async () => (await window.axe.run()).violations);
-  const said = violations.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(" ")).join(", ")})`);
-  assert.deepEqual(said, [], `axe-core on ${state}`);
-}
-
-async function shot(page, name) {
-  await page.screenshot({ path: join(media, name), fullPage: true });
+  return steps.step(t, name, body);
 }
 
 test("a cake goes from the shop to the customer's table", async (t) => {
