@@ -426,6 +426,9 @@ impl Operations for AwsOperations {
                 reason: letter.reason.clone(),
                 at: Some(letter.failed_at),
                 dead: true,
+                // A redrive moves the message off its dead-letter queue
+                // and nothing else keeps it: listed while it is there.
+                redriven_at: None,
             })
             .collect();
         recent_errors.truncate(OperationsStatus::RECENT_ERRORS);

@@ -317,8 +317,13 @@ pub struct RecentError {
     /// When it failed, when the adapter knows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub at: Option<DateTime<Utc>>,
-    /// `true` for a dead letter, `false` for work still being retried.
+    /// `true` for a dead letter, `false` for work still being retried or
+    /// a dead letter since redriven.
     pub dead: bool,
+    /// When the operator redrove it: the failure stays listed after the
+    /// dead letter is put back, so the history does not vanish with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redriven_at: Option<DateTime<Utc>>,
 }
 
 /// The state of the pipeline at one moment.

@@ -3,7 +3,9 @@
 //! operator ([`OrderQueries`] and [`Operations`]).
 //!
 //! Everything here reads what the stream, queue and dead-letter code
-//! already keeps; nothing new is stored.
+//! already keeps; the one thing kept for the operator alone is the failure
+//! of each redriven dead letter (`redriven_letters`, written by a redrive),
+//! so the recent errors do not empty when the dead letters do.
 
 use async_trait::async_trait;
 use domain::Order;
@@ -77,6 +79,7 @@ impl domain::ports::Operations for Database {
             reason: letter.reason.clone(),
             at: Some(letter.failed_at),
             dead: true,
+            redriven_at: None,
         }));
         // Newest first; failures without a time (retrying queue messages)
         // are happening now, so they go first.
@@ -112,8 +115,9 @@ fn order_id_of(body: &str) -> Option<String> {
 type NamesAndFailures = (Vec<String>, Vec<String>, Vec<RecentError>);
 
 /// Consumers and queues (the bakery's own first, then any others in use),
-/// and the failures still being retried: stream records a consumer failed
-/// and queue messages waiting to be received again.
+/// the failures still being retried (stream records a consumer failed and
+/// queue messages waiting to be received again) and the dead letters
+/// since redriven.
 fn names_and_failures(conn: &Connection) -> Result<NamesAndFailures, StoreError> {
     let strings = |sql: &str| -> Result<Vec<String>, StoreError> {
         conn.prepare_cached(sql)
@@ -166,6 +170,7 @@ fn names_and_failures(conn: &Connection) -> Result<NamesAndFailures, StoreError>
             reason: format!("{reason} (attempt {attempts}, retrying)"),
             at: Some(time::from_micros(failed_at)?),
             dead: false,
+            redriven_at: None,
         });
     }
     let mut statement = conn
@@ -190,6 +195,34 @@ fn names_and_failures(conn: &Connection) -> Result<NamesAndFailures, StoreError>
             reason: format!("{reason} (received {receives} times, retrying)"),
             at: None,
             dead: false,
+            redriven_at: None,
+        });
+    }
+    // Dead letters since redriven: their failure is history, not gone.
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT source, reason, failed_at, redriven_at FROM redriven_letters
+             ORDER BY failed_at DESC LIMIT ?1",
+        )
+        .or_store()?;
+    let rows = statement
+        .query_map([limit], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, i64>(3)?,
+            ))
+        })
+        .or_store()?;
+    for row in rows {
+        let (source, reason, failed_at, redriven_at) = row.or_store()?;
+        failures.push(RecentError {
+            source,
+            reason,
+            at: Some(time::from_micros(failed_at)?),
+            dead: false,
+            redriven_at: Some(time::from_micros(redriven_at)?),
         });
     }
     Ok((consumers, queues, failures))
@@ -282,6 +315,17 @@ mod tests {
         let after = Operations::status(&db).await.unwrap();
         assert!(after.dead_letters.is_empty());
         assert_eq!(after.queues[0].visible, 1, "the redriven message is back");
+        // Its failure stays in the history, tagged redriven.
+        let redriven: Vec<&RecentError> = after
+            .recent_errors
+            .iter()
+            .filter(|e| e.redriven_at.is_some())
+            .collect();
+        assert_eq!(redriven.len(), 1, "{:?}", after.recent_errors);
+        assert_eq!(redriven[0].source, "delivery");
+        assert!(redriven[0].reason.contains("500"));
+        assert_eq!(redriven[0].at, Some(letter.failed_at));
+        assert!(!redriven[0].dead);
     }
 
     #[tokio::test]

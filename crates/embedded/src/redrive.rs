@@ -5,13 +5,17 @@
 //! queues and the stream, which themselves write dead letters.
 
 use domain::ports::StoreError;
-use rusqlite::OptionalExtension;
+use rusqlite::{OptionalExtension, params};
 
 use crate::Database;
 use crate::dead_letters::DeadLetterKind;
 use crate::error::{OrStore, corrupt};
 use crate::writer::WriteTx;
-use crate::{queues, stream};
+use crate::{queues, stream, time};
+
+/// How many redriven letters the operator's history keeps, as many as it
+/// shows ([`domain::ports::OperationsStatus::RECENT_ERRORS`]).
+const REDRIVEN_KEPT: i64 = domain::ports::OperationsStatus::RECENT_ERRORS as i64;
 
 /// Puts one letter back and removes it; `false` if there is no such id.
 fn redrive_one(tx: &mut WriteTx<'_>, id: i64) -> Result<bool, StoreError> {
@@ -47,6 +51,24 @@ fn redrive_one(tx: &mut WriteTx<'_>, id: i64) -> Result<bool, StoreError> {
             queues::enqueue(tx, &source, &message_id, &body)?;
         }
     }
+    // The failure stays in the operator's history (without the data),
+    // tagged redriven; the newest REDRIVEN_KEPT are kept.
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO redriven_letters
+             (id, source, message_id, reason, attempts, failed_at, redriven_at)
+         SELECT id, source, message_id, reason, attempts, failed_at, ?2
+         FROM dead_letters WHERE id = ?1",
+    )
+    .or_store()?
+    .execute(params![id, time::now()])
+    .or_store()?;
+    tx.prepare_cached(
+        "DELETE FROM redriven_letters WHERE id NOT IN
+             (SELECT id FROM redriven_letters ORDER BY redriven_at DESC, id DESC LIMIT ?1)",
+    )
+    .or_store()?
+    .execute([REDRIVEN_KEPT])
+    .or_store()?;
     tx.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")
         .or_store()?
         .execute([id])

@@ -99,6 +99,19 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     failed_at     INTEGER NOT NULL
 );
 
+-- Dead letters a redrive put back, for the operator's recent errors: what
+-- failed, why and when, not the data. Only the newest few are kept
+-- (`redrive.rs`). Added without a new schema version: older code ignores it.
+CREATE TABLE IF NOT EXISTS redriven_letters (
+    id          INTEGER PRIMARY KEY,
+    source      TEXT NOT NULL,
+    message_id  TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    attempts    INTEGER NOT NULL,
+    failed_at   INTEGER NOT NULL,
+    redriven_at INTEGER NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS sent_mail (
     key       TEXT PRIMARY KEY,
     recipient TEXT NOT NULL,
