@@ -318,7 +318,9 @@ def model(args, template, durations, sizes):
         "dispatch": durations["dispatch"] * stream_batch("dispatch"),
     }
 
-    emails = 1 + (2 if args.partners == "email" else 0)
+    # The cake maker's, the customer's confirmation when they gave an
+    # address, and the partners' when they take email.
+    emails = 1 + args.confirmations + (2 if args.partners == "email" else 0)
     sqs_per_order = 2 * 3  # two queues: SendMessage, ReceiveMessage, DeleteMessage
     # Each SQS event source mapping long-polls even when idle: 5 pollers, a
     # ReceiveMessage every 20 s each, per queue (delivery, feedback).
@@ -367,7 +369,9 @@ def model(args, template, durations, sizes):
     line("SQS requests", sqs_per_order * n + sqs_idle, "sqs_request",
          f"{sqs_per_order} per order + {sqs_idle / 1e6:.2f}M idle long polls")
     line("SES emails", emails * n, "ses_email",
-         "baker" + (" + delivery company + customer service" if emails == 3 else " only (partners by webhook)"))
+         "baker"
+         + (f" + customer confirmation ({args.confirmations:.0%} of orders)" if args.confirmations else "")
+         + (" + delivery company + customer service" if args.partners == "email" else " (partners by webhook)"))
     if template["tracing"]:
         # Default sampling: the first request each second and 5 % of the
         # rest, per function; traffic spread evenly over the month.
@@ -398,6 +402,8 @@ def main():
     parser.add_argument("--catalog-gets", type=int, default=1, help="GET /products per order")
     parser.add_argument("--partners", choices=["email", "webhook"], default="email",
                         help="how the delivery company and customer service are told")
+    parser.add_argument("--confirmations", type=float, default=1.0,
+                        help="share of orders whose customer gives an email address and gets a confirmation")
     parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     args = parser.parse_args()
 

@@ -40,7 +40,11 @@ ENV = {
         {"CATALOG_JSON"},
         [],
     ),
-    "notify-baker": ({"ORDERS_TABLE", "MAIL_FROM", "BAKER_EMAIL", "STREAM_FAILURES_BUCKET"}, {"PUBLIC_URL"}, []),
+    "notify-baker": (
+        {"ORDERS_TABLE", "MAIL_FROM", "BAKER_EMAIL", "STREAM_FAILURES_BUCKET", "CUSTOMER_TOKEN_SECRET_PARAMETER"},
+        {"PUBLIC_URL"},
+        [],
+    ),
     # The table feeds the stream: fulfilled never writes to it.
     "fulfilled": ({"ORDERS_TABLE", "BAKER_TOKEN_PARAMETER"}, set(), []),
     "dispatch": ({"ORDERS_TABLE", "DELIVERY_QUEUE_URL", "STREAM_FAILURES_BUCKET"}, set(), []),
@@ -129,7 +133,9 @@ IAM = {
     "notify-baker": {
         **_grant(KINESIS_READ, ["OrderStream"]),
         **_grant(["dynamodb:GetItem", "dynamodb:UpdateItem"], ["OrdersTable"]),
+        # The cake maker and customers (their confirmations).
         "ses:SendEmail": {"ses-identity"},
+        "ssm:GetParameters": {"ssm:customer-token-secret"},
         # The mapping's S3 on-failure destination, and the function's own
         # keeping of a record that can never succeed.
         "s3:ListBucket": {"StreamFailuresBucket"},
@@ -1049,7 +1055,11 @@ ALARMS = {
     },
     "ApiLatencyAlarm": ("AWS/ApiGateway", "Latency", API, "p99", 60, 5, 3, 2000, "GreaterThanThreshold"),
     "SesRejectAlarm": ("AWS/SES", "Reject", [], "Sum", 300, 1, 1, 0, "GreaterThanThreshold"),
-    "SesBounceAlarm": ("AWS/SES", "Bounce", [], "Sum", 300, 1, 1, 0, "GreaterThanThreshold"),
+    # A rate, not a count: customers' own addresses (their confirmations)
+    # bounce now and then.
+    "SesBounceAlarm": (
+        "AWS/SES", "Reputation.BounceRate", [], "Maximum", 3600, 1, 1, 0.04, "GreaterThanOrEqualToThreshold",
+    ),
 }
 # The API's 5xx rate is metric math (5xx / Count), checked on its own.
 METRIC_MATH_ALARMS = {"ApiServerErrorRateAlarm"}

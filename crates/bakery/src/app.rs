@@ -177,7 +177,8 @@ impl Bakery {
                 store: store.clone(),
                 mailer: mailer.clone(),
                 baker_email: config.baker_email.clone(),
-                api_url: public_url,
+                public_url: Some(public_url),
+                customer_tokens: CustomerTokens::new(secrets.customer_token_secret.clone()),
             },
             dispatch: dispatch::Deps { to_delivery },
             notify_delivery: notify_delivery::Deps {

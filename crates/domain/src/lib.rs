@@ -18,6 +18,8 @@
 //! - [`events`]: the stream events and queue messages the steps exchange, and
 //!   the deterministic ids that make duplicates recognisable.
 //! - [`auth`]: bearer tokens, hashed and compared in constant time.
+//! - [`money`]: prices as people read them ("€32.00"), for pages and
+//!   emails alike.
 //! - [`ports`]: the traits adapters implement, with the errors they must
 //!   return.
 //! - `memory` (feature `memory`): in-memory adapters of every port, for
@@ -27,6 +29,7 @@ pub mod auth;
 pub mod catalog;
 pub mod correlation;
 pub mod events;
+pub mod money;
 pub mod order;
 pub mod order_id;
 pub mod ports;

@@ -145,13 +145,21 @@ impl Queue for MemoryQueue {
 #[derive(Default)]
 pub struct MemoryMailer {
     pub sent: Mutex<Vec<Email>>,
+    /// Every send fails with this.
     pub failure: Mutex<Option<MailError>>,
+    /// Sends to this one address fail with this.
+    pub failure_for: Mutex<Option<(String, MailError)>>,
 }
 
 #[async_trait]
 impl Mailer for MemoryMailer {
     async fn send(&self, email: &Email) -> Result<(), MailError> {
         if let Some(error) = lock(&self.failure).clone() {
+            return Err(error);
+        }
+        if let Some((to, error)) = lock(&self.failure_for).clone()
+            && to == email.to
+        {
             return Err(error);
         }
         lock(&self.sent).push(email.clone());

@@ -306,6 +306,10 @@ impl Stack {
                 ("MAIL_FROM", MAIL_FROM),
                 ("BAKER_EMAIL", BAKER_EMAIL),
                 ("PUBLIC_URL", PUBLIC_URL),
+                (
+                    "CUSTOMER_TOKEN_SECRET_PARAMETER",
+                    CUSTOMER_TOKEN_SECRET_PARAMETER,
+                ),
             ],
             Function::Fulfilled => vec![
                 ("ORDERS_TABLE", table),

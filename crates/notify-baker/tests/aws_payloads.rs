@@ -18,7 +18,8 @@ fn setup() -> (Arc<MemoryStore>, Arc<MemoryMailer>, notify_baker::Deps) {
         store: store.clone(),
         mailer: mailer.clone(),
         baker_email: "baker@bakery.example".into(),
-        api_url: "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com".into(),
+        public_url: Some("https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com".into()),
+        customer_tokens: domain::auth::CustomerTokens::new("aws-payloads-customer-token-key"),
     };
     (store, mailer, deps)
 }
@@ -35,8 +36,9 @@ async fn a_batch_from_the_stream_succeeds_with_an_empty_failure_list() {
     assert_eq!(answer, json!({"batchItemFailures": []}));
 
     let sent = mailer.sent.lock().unwrap().clone();
-    assert_eq!(sent.len(), 1);
+    assert_eq!(sent.len(), 2, "the cake maker's and the customer's");
     assert_eq!(sent[0].to, "baker@bakery.example");
+    assert_eq!(sent[1].to, "ada@example.com");
     assert!(
         sent[0].subject.contains("2 × Carrot cake"),
         "{}",
@@ -58,7 +60,7 @@ async fn a_poison_record_is_reported_by_its_sequence_number() {
     );
     assert_eq!(
         mailer.sent.lock().unwrap().len(),
-        1,
-        "the good record went through"
+        2,
+        "the good record went through: the cake maker's and the customer's"
     );
 }

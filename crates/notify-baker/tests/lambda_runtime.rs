@@ -4,7 +4,7 @@
 //! the email in SES.
 
 use aws_adapters::stream_failures::StreamFailures;
-use lambda_check::stack::{BAKER_EMAIL, MAIL_FROM};
+use lambda_check::stack::{BAKER_EMAIL, CUSTOMER_TOKEN_SECRET, MAIL_FROM, PUBLIC_URL};
 use lambda_check::{Bootstrap, Function, Stack, fixtures};
 use serde_json::{Value, json};
 
@@ -98,8 +98,18 @@ async fn the_notify_baker_binary_answers_a_kinesis_event_through_the_runtime_api
     );
 
     let sent = stack.moto.sent_emails().await;
-    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent.len(), 2, "{sent:?}");
     assert_eq!(sent[0]["source"], MAIL_FROM);
     assert_eq!(sent[0]["destinations"]["ToAddresses"][0], BAKER_EMAIL);
     assert!(sent[0]["subject"].as_str().unwrap().contains("Carrot cake"));
+
+    // The customer's confirmation, its link keyed with the customer-token
+    // key from SSM: the token `POST /order` answered with.
+    assert_eq!(sent[1]["source"], MAIL_FROM);
+    assert_eq!(sent[1]["destinations"]["ToAddresses"][0], "ada@example.com");
+    let order_id = domain::OrderId::parse(fixtures::ORDER_PLACED).unwrap();
+    let token = domain::auth::CustomerTokens::new(CUSTOMER_TOKEN_SECRET).token_for(order_id);
+    let link = format!("{PUBLIC_URL}/track/{order_id}#token={token}");
+    let body = sent[1]["body"].as_str().unwrap_or_default();
+    assert!(body.contains(&link), "no {link} in {body}");
 }

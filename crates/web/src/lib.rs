@@ -33,10 +33,8 @@
 //! - `lib.rs`: [`WebDeps`], [`router`], static files and page headers.
 //! - `pages.rs`: the HTML pages and the shop's form post without script.
 //! - `api.rs`: the JSON endpoints of the cake maker's and operator's pages.
-//! - `money.rs`: [`format_money`].
 
 mod api;
-mod money;
 mod pages;
 
 use std::hash::{Hash, Hasher};
@@ -53,7 +51,6 @@ use domain::ports::{Operations, OrderQueries};
 use domain::validation::limits;
 use lambda_kit::http::{ApiError, PathSegment, no_store};
 
-pub use money::format_money;
 
 /// What the pages need.
 #[derive(Clone)]

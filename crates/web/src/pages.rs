@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use tower::ServiceExt;
 
 use crate::AppState;
-use crate::money::format_money;
+use domain::money::format_money;
 
 /// Sent with every page: nothing but this origin may supply scripts,
 /// styles, images or be fetched, and no other site may frame the pages.
