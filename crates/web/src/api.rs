@@ -68,7 +68,10 @@ pub(crate) struct BakerOrders {
 }
 
 /// `GET /baker/orders`: the orders waiting to be baked (status `placed`),
-/// oldest first, and today's totals per product.
+/// oldest first, and the totals per product over all of them (whatever
+/// day they were placed; the page says "Cakes to bake" over "all N
+/// waiting orders"). The page keeps its rows in place between answers and
+/// compares ids, so this stays a plain snapshot.
 pub(crate) async fn baker_orders(
     State(state): State<AppState>,
     headers: HeaderMap,

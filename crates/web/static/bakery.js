@@ -406,14 +406,239 @@
     return true;
   }
 
-  function baker() {
-    const status = $("#work-status");
-    const refresh = staff(async (token) => {
-      const answer = await api("GET", "/baker/orders", { token });
-      if (answer.status === 401 || answer.status === 403) return "auth";
-      if (!answer.ok || !answer.data) throw new Error("unavailable");
-      const { waiting, totals, more } = answer.data;
+  /** When an order was placed: "14:05" today, "Tue 3 Dec, 14:05" on another day. */
+  function placedWhen(iso) {
+    const date = new Date(iso);
+    const time = clock(iso);
+    if (date.toDateString() === new Date().toDateString()) return time;
+    return date.toLocaleDateString([], { weekday: "short", day: "numeric", month: "short" }) + ", " + time;
+  }
 
+  /** "1 order", "3 orders". */
+  function counted(n, one, many) {
+    return n + " " + (n === 1 ? one : many);
+  }
+
+  /**
+   * The cake maker's list. Rows never move under the pointer: each order's
+   * row is made once and changed in place; an order fulfilled elsewhere is
+   * marked where it is; new orders are announced and only shown when the
+   * cake maker asks. The list shows 25 rows at a time, "Show 25 more"
+   * appends. "Mark fulfilled" can be undone for a few seconds before it is
+   * sent (`data-undo-ms` on #work).
+   */
+  function baker() {
+    const PAGE = 25;
+    const work = $("#work");
+    const status = $("#work-status");
+    const list = $("#orders");
+    const heading = $("#orders-heading");
+    const newOrders = $("#new-orders");
+    const showNew = $("#show-new");
+    const showMore = $("#show-more");
+    const fromUrl = Number(new URLSearchParams(location.search).get("undoMs"));
+    if (Number.isInteger(fromUrl) && fromUrl >= 1000 && fromUrl <= 30000) work.dataset.undoMs = String(fromUrl);
+
+    const rows = new Map(); // order id → row, for the rows made so far
+    let latest = { waiting: [], more: false }; // the last answer
+    let waitingIds = new Set();
+    let listed = []; // order ids of the list as last built, oldest first
+    let known = new Set(); // the same, as a set
+    let cursor = 0; // how far into `listed` the rows go
+    let limit = PAGE; // rows a rebuild shows
+    let built = false;
+    let announced = 0;
+
+    function undoMs() {
+      const ms = Number(work.dataset.undoMs);
+      return Number.isFinite(ms) && ms > 0 ? ms : 5000;
+    }
+
+    function makeRow(order) {
+      const what = order.quantity + " × " + order.productName;
+      const li = el("li", { "data-order-id": order.orderId },
+        el("div", { class: "order-text" },
+          el("div", { class: "what" }, el("strong", { text: what }), " for " + order.name),
+          el("div", { class: "meta" },
+            ...(order.placedAt
+              ? ["placed ", el("time", { datetime: order.placedAt, text: placedWhen(order.placedAt) }), " · "]
+              : []),
+            "order " + orderNumber(order.orderId))),
+        el("div", { class: "order-action" }));
+      const row = { order, what, who: what + " for " + order.name, li, action: li.lastChild, state: "", timer: null, ticker: null };
+      rows.set(order.orderId, row);
+      showWaiting(row);
+      return row;
+    }
+
+    function setState(row, state, ...children) {
+      row.state = state;
+      row.li.dataset.state = state;
+      row.action.replaceChildren(...children);
+    }
+
+    function note(text, kind) {
+      return el("span", { class: "row-note" + (kind ? " " + kind : ""), text });
+    }
+
+    function stopTimers(row) {
+      clearTimeout(row.timer);
+      clearInterval(row.ticker);
+      row.timer = row.ticker = null;
+    }
+
+    /** The row's "Mark fulfilled" button, with a note when the last try failed. */
+    function showWaiting(row, failed) {
+      const button = el("button", { type: "button", class: "small", "aria-label": "Mark fulfilled: " + row.who }, "Mark fulfilled");
+      button.addEventListener("click", () => startFulfil(row));
+      setState(row, "waiting", ...(failed ? [note(failed, "warn"), " "] : []), button);
+      return button;
+    }
+
+    /** Focus moves on to the next order that can be marked (or back up). */
+    function focusAfter(row) {
+      const items = Array.from(list.children);
+      const at = items.indexOf(row.li);
+      const ready = (li) => li.dataset.state === "waiting";
+      const next = items.slice(at + 1).find(ready) || items.slice(0, Math.max(at, 0)).reverse().find(ready);
+      if (next) next.querySelector(".order-action button").focus();
+      else heading.focus();
+    }
+
+    function startFulfil(row) {
+      const ms = undoMs();
+      const deadline = Date.now() + ms;
+      const left = note("");
+      const tick = () => {
+        left.textContent = "Marking fulfilled in " + Math.max(1, Math.ceil((deadline - Date.now()) / 1000)) + " s —";
+      };
+      tick();
+      const undo = el("button", { type: "button", class: "small secondary", "aria-label": "Undo marking fulfilled: " + row.who }, "Undo");
+      undo.addEventListener("click", () => undoFulfil(row));
+      const hadFocus = row.li.contains(document.activeElement);
+      setState(row, "pending", left, " ", undo);
+      if (hadFocus) undo.focus();
+      row.ticker = setInterval(tick, 250);
+      row.timer = setTimeout(() => send(row), ms);
+      status.textContent = "Marking " + row.who + " fulfilled in " + Math.round(ms / 1000) + " seconds; Undo is on its row.";
+    }
+
+    function undoFulfil(row) {
+      stopTimers(row);
+      const hadFocus = row.li.contains(document.activeElement);
+      const button = showWaiting(row);
+      if (hadFocus) button.focus();
+      status.textContent = "Not marked: " + row.who + " is still waiting.";
+    }
+
+    async function send(row) {
+      stopTimers(row);
+      const hadFocus = row.li.contains(document.activeElement);
+      setState(row, "sending", note("Marking fulfilled…"));
+      if (hadFocus) focusAfter(row);
+      let answer = null;
+      try {
+        answer = await api("POST", "/order/fulfilled", {
+          token: sessionStorage.getItem(TOKEN_KEY),
+          body: { orderId: row.order.orderId },
+        });
+      } catch (_) {
+        answer = null;
+      }
+      if (answer && answer.ok) {
+        setState(row, "done", note("Marked fulfilled", "ok"));
+        status.textContent = "Marked fulfilled: " + row.who + ".";
+      } else if (answer && answer.status === 409) {
+        setState(row, "elsewhere", note("Fulfilled elsewhere"));
+        status.textContent = row.who + " was fulfilled elsewhere.";
+      } else {
+        const why = answer ? (answer.data && answer.data.detail) || "error " + answer.status : "the bakery could not be reached";
+        showWaiting(row, "Not marked: " + why + ".");
+        status.textContent = "Could not mark " + row.who + " fulfilled: " + why + ". Please try again.";
+      }
+    }
+
+    function ordersById() {
+      return new Map(latest.waiting.map((order) => [order.orderId, order]));
+    }
+
+    /** Appends up to `count` rows from `listed`, of orders still waiting; answers them. */
+    function append(count) {
+      const orders = ordersById();
+      const added = [];
+      while (cursor < listed.length && added.length < count) {
+        const order = orders.get(listed[cursor++]);
+        if (order) added.push(rows.get(order.orderId) || makeRow(order));
+      }
+      list.append(...added.map((row) => row.li));
+      return added;
+    }
+
+    /** Builds the list afresh from the last answer: only when asked to. */
+    function build() {
+      listed = latest.waiting.map((order) => order.orderId);
+      known = new Set(listed);
+      for (const [id, row] of rows) {
+        if (!known.has(id)) {
+          stopTimers(row);
+          rows.delete(id);
+        }
+      }
+      cursor = 0;
+      list.replaceChildren();
+      append(limit);
+      if (!listed.length) list.append(el("li", { class: "empty", text: "No orders waiting. Time for a coffee." }));
+      built = true;
+      announced = 0;
+      newOrders.textContent = "";
+      showNew.classList.add("invisible");
+      showCounts();
+    }
+
+    /** Marks in place the rows of orders that are no longer waiting, and counts new ones. */
+    function update() {
+      for (const row of rows.values()) {
+        if ((row.state === "waiting" || row.state === "pending") && !waitingIds.has(row.order.orderId)) {
+          const hadFocus = row.li.contains(document.activeElement);
+          stopTimers(row);
+          setState(row, "elsewhere", note("Fulfilled elsewhere"));
+          if (hadFocus) focusAfter(row);
+        }
+      }
+      const fresh = latest.waiting.filter((order) => !known.has(order.orderId)).length;
+      if (fresh !== announced) {
+        announced = fresh;
+        newOrders.textContent = fresh ? counted(fresh, "new order", "new orders") + " —" : "";
+        showNew.classList.toggle("invisible", !fresh);
+      }
+      showCounts();
+    }
+
+    function showCounts() {
+      const count = latest.waiting.length;
+      $("#waiting-count").textContent = latest.more
+        ? "More than " + count + " orders waiting"
+        : count
+          ? counted(count, "order", "orders") + " waiting"
+          : "No orders waiting";
+      const shown = list.querySelectorAll("li[data-order-id]").length;
+      const rest = listed.slice(cursor).filter((id) => waitingIds.has(id)).length;
+      showMore.hidden = rest === 0;
+      showMore.textContent = "Show " + Math.min(PAGE, rest) + " more";
+      $("#shown-count").textContent = !shown
+        ? ""
+        : rest
+          ? "Showing the oldest " + shown + "; " + rest + " more below."
+          : "Showing all " + counted(shown, "order", "orders") + " of this list.";
+    }
+
+    function showTotals(totals) {
+      const count = latest.waiting.length;
+      $("#totals-hint").textContent = !count
+        ? "Per cake, over all waiting orders"
+        : latest.more
+          ? "Per cake, over the oldest " + count + " waiting orders"
+          : "Per cake, over " + (count === 1 ? "the one waiting order" : "all " + count + " waiting orders");
       const totalsList = $("#totals");
       if (changed(totalsList, totals)) {
         totalsList.replaceChildren(
@@ -423,48 +648,52 @@
                   el("span", { class: "count", text: String(t.quantity) })))
             : [el("li", { class: "empty", text: "Nothing to bake." })]));
       }
-      const list = $("#orders");
-      if (changed(list, { waiting, more })) {
-        const items = waiting.map((order) => {
-          const what = order.quantity + " × " + order.productName;
-          const button = el("button", {
-            type: "button",
-            class: "small",
-            "aria-label": "Mark fulfilled: " + what + " for " + order.name,
-          }, "Mark fulfilled");
-          button.addEventListener("click", () => fulfil(order, what, button));
-          return el("li", {},
-            el("div", {},
-              el("div", { class: "what" }, el("strong", { text: what }), " for " + order.name),
-              el("div", { class: "meta" },
-                (order.placedAt ? "placed " + clock(order.placedAt) + " · " : "") + "order " + orderNumber(order.orderId))),
-            button);
-        });
-        if (!items.length) items.push(el("li", { class: "empty", text: "No orders waiting. Time for a coffee." }));
-        if (more) items.push(el("li", { class: "empty", text: "More orders are waiting; they appear as these are done." }));
-        list.replaceChildren(...items);
-      }
+    }
+
+    staff(async (token) => {
+      const answer = await api("GET", "/baker/orders", { token });
+      if (answer.status === 401 || answer.status === 403) return "auth";
+      if (!answer.ok || !answer.data) throw new Error("unavailable");
+      latest = { waiting: answer.data.waiting, more: answer.data.more };
+      waitingIds = new Set(latest.waiting.map((order) => order.orderId));
+      showTotals(answer.data.totals);
+      if (built) update();
+      else build();
       return "ok";
     }, 3000);
 
-    async function fulfil(order, what, button) {
-      button.disabled = true;
-      const token = sessionStorage.getItem(TOKEN_KEY);
-      try {
-        const answer = await api("POST", "/order/fulfilled", { token, body: { orderId: order.orderId } });
-        if (answer.ok) {
-          status.textContent = "Marked fulfilled: " + what + " for " + order.name + ".";
-        } else {
-          status.textContent = "Could not mark " + what + " fulfilled: " + ((answer.data && answer.data.detail) || answer.status);
-          button.disabled = false;
-        }
-      } catch (_) {
-        status.textContent = "Could not reach the bakery; please try again.";
-        button.disabled = false;
+    showMore.addEventListener("click", () => {
+      limit += PAGE;
+      const added = append(PAGE);
+      showCounts();
+      const first = added.find((row) => row.state === "waiting");
+      if (first) first.li.querySelector(".order-action button").focus();
+    });
+
+    showNew.addEventListener("click", () => {
+      const fresh = latest.waiting.filter((order) => !known.has(order.orderId)).map((order) => order.orderId);
+      build();
+      const first = fresh.map((id) => rows.get(id)).find(Boolean);
+      if (first) {
+        first.li.querySelector(".order-action button").focus();
+        newOrders.textContent = "List updated: " + counted(fresh.length, "new order", "new orders") + " at the end.";
+      } else {
+        heading.focus();
+        newOrders.textContent = "List updated: the " + counted(fresh.length, "new order comes", "new orders come") + " after the oldest, below.";
       }
-      refresh();
-    }
+    });
   }
+
+  /** The dead letters' column names, on their cells when rows are cards. */
+  const deadLabels = {
+    id: "#",
+    source: "Source",
+    order: "Order",
+    reason: "Reason",
+    tries: "Tries by the bakery",
+    failed: "Failed at",
+    action: "",
+  };
 
   function operator() {
     const status = $("#work-status");
@@ -489,8 +718,14 @@
       }
       const letters = $("#dead-letters");
       $("#dead-table").hidden = data.deadLetters.length === 0;
+      $("#dead-hint").hidden = data.deadLetters.length === 0;
       $("#dead-empty").hidden = data.deadLetters.length > 0;
       if (changed(letters, data.deadLetters)) {
+        // Each cell also carries its column's name, shown only when the
+        // rows are cards (on a phone); screen readers have the headers.
+        const cell = (name, attrs, ...content) =>
+          el("td", Object.assign({ role: "cell", class: "c-" + name }, attrs),
+            el("span", { class: "cell-label", "aria-hidden": "true", text: deadLabels[name] }), ...content);
         letters.replaceChildren(...data.deadLetters.map((letter) => {
           const button = el("button", {
             type: "button",
@@ -498,25 +733,28 @@
             "aria-label": "Redrive dead letter " + letter.id + " from " + letter.source,
           }, "Redrive");
           button.addEventListener("click", () => redrive(letter, button));
-          return el("tr", {},
-            el("td", { text: letter.id }),
-            el("td", { text: letter.source }),
-            el("td", { class: "order-number ref", title: letter.orderId || "", text: letter.orderId ? orderNumber(letter.orderId) : "–" }),
-            el("td", { class: "reason", text: letter.reason }),
-            el("td", { class: "num", text: String(letter.attempts) }),
-            el("td", { text: when(letter.failedAt) }),
-            el("td", {}, button));
+          return el("tr", { role: "row" },
+            cell("id", {}, letter.id),
+            cell("source", {}, letter.source),
+            cell("order", { title: letter.orderId || "" },
+              el("span", { class: "order-number ref", text: letter.orderId ? orderNumber(letter.orderId) : "–" })),
+            cell("reason", { class: "c-reason reason" }, letter.reason),
+            cell("tries", { class: "c-tries num" }, String(letter.attempts)),
+            cell("failed", {}, when(letter.failedAt)),
+            cell("action", {}, button));
         }));
       }
       const errors = $("#recent-errors");
       $("#errors-empty").hidden = data.recentErrors.length > 0;
       if (changed(errors, data.recentErrors)) {
-        errors.replaceChildren(...data.recentErrors.map((e) =>
-          el("li", {},
-            el("span", { class: "tag" + (e.dead ? " dead" : ""), text: e.dead ? "dead letter" : "retrying" }), " ",
+        errors.replaceChildren(...data.recentErrors.map((e) => {
+          const tag = e.dead ? "dead letter" : e.redrivenAt ? "redriven " + clock(e.redrivenAt) : "retrying";
+          return el("li", {},
+            el("span", { class: "tag" + (e.dead ? " dead" : e.redrivenAt ? " redriven" : ""), text: tag }), " ",
             el("span", { class: "source", text: e.source }),
             e.at ? " at " + when(e.at) : "",
-            ": " + e.reason)));
+            ": " + e.reason);
+        }));
       }
       return "ok";
     }, 2000);
