@@ -174,17 +174,48 @@ async fn the_whole_flow_runs_on_the_aws_apis() {
     let (status, waiting) = bakery.get("/baker/orders", Some(BAKER_TOKEN)).await;
     assert_eq!(status, 200, "{waiting}");
 
+    // One email to the cake maker and one confirmation to the customer
+    // per order, through SES; the confirmation's link opens the order.
     let emails = moto.sent_emails().await;
     for (id, _) in &orders {
-        let to_baker: Vec<&Value> = emails
+        let about: Vec<&Value> = emails
             .iter()
             .filter(|m| m["body"].as_str().unwrap_or("").contains(id.as_str()))
             .collect();
-        assert_eq!(to_baker.len(), 1, "one baker email for {id}: {emails:?}");
+        let to = |address: &str| -> Vec<&Value> {
+            about
+                .iter()
+                .copied()
+                .filter(|m| m["destinations"]["ToAddresses"][0] == address)
+                .collect()
+        };
         assert_eq!(
-            to_baker[0]["destinations"]["ToAddresses"][0],
-            "baker@bakery.local"
+            to("baker@bakery.local").len(),
+            1,
+            "one baker email for {id}: {emails:?}"
         );
+        let confirmations = to("ada@example.com");
+        assert_eq!(
+            confirmations.len(),
+            1,
+            "one confirmation for {id}: {emails:?}"
+        );
+        assert_eq!(about.len(), 2, "{about:?}");
+        let body = confirmations[0]["body"].as_str().unwrap_or_default();
+        let link = body
+            .split_whitespace()
+            .find(|word| word.contains("/track/"))
+            .unwrap_or_else(|| panic!("no tracking link in {body}"));
+        let (path, token) = link
+            .split_once("#token=")
+            .unwrap_or_else(|| panic!("no token in {link}"));
+        let order_path = path
+            .split_once("/track/")
+            .map(|(_, id)| format!("/order/{id}"))
+            .unwrap_or_default();
+        let (status, order) = bakery.get(&order_path, Some(token)).await;
+        assert_eq!(status, 200, "the emailed link opens the order: {order}");
+        assert_eq!(order["orderId"], id.as_str());
     }
 }
 
