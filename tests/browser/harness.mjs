@@ -159,7 +159,7 @@ export async function accessible(page, state) {
   assert.deepEqual(said, [], `axe-core on ${state}`);
 }
 
-/** A full-page screenshot into media/. */
-export async function shot(page, name) {
-  await page.screenshot({ path: join(media, name), fullPage: true });
+/** A screenshot into media/: the full page unless `fullPage` is false. */
+export async function shot(page, name, { fullPage = true } = {}) {
+  await page.screenshot({ path: join(media, name), fullPage });
 }

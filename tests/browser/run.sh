@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The pages end to end in a real browser: installs Debian's Chromium and the
 # test's one npm package if missing, builds the bakery, then runs
-# bakery.test.mjs, which starts the bakery on a free port with a failing
-# delivery webhook and drives the shop, tracking, cake maker's and
-# operator's pages. Screenshots go to media/page-*.png.
+# bakery.test.mjs (one order through the shop, tracking, cake maker's and
+# operator's pages, with a failing delivery webhook) and staff.test.mjs (the
+# cake maker's page with hundreds of orders and other cake makers at work,
+# the operator's page on a phone and after a redrive), each against its own
+# bakery on a free port; harness.mjs is what they share. Screenshots go to
+# media/page-*.png.
 #
 #   tests/browser/run.sh            # from anywhere
 #   CHROMIUM=/path/to/chromium tests/browser/run.sh
@@ -37,4 +40,4 @@ target_dir="$(cd "$root" && cargo metadata --format-version 1 --no-deps | node -
 export BAKERY_BIN="$target_dir/debug/bakery"
 
 cd "$here"
-exec node --test --test-reporter=spec --test-timeout=180000 bakery.test.mjs
+exec node --test --test-reporter=spec --test-timeout=180000 bakery.test.mjs staff.test.mjs
