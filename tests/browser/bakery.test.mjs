@@ -11,7 +11,8 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync, rmSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import * as harness from "./harness.mjs";
 import { BAKER_TOKEN, WAIT, PHONE, DESKTOP, accessible, shot } from "./harness.mjs";
 
@@ -47,6 +48,31 @@ function launch(profile, options) {
 /** Places an order straight through the API (other customers). */
 function apiOrder(name, productId, quantity) {
   return harness.apiOrder(base, name, productId, quantity);
+}
+
+/**
+ * The customer's confirmation of `orderId` from the bakery's outbox (the
+ * runner's default mailer), once it is there: headers and the decoded text
+ * (quoted-printable, as mail programs read it).
+ */
+async function confirmationMail(orderId) {
+  const outbox = join(work, "data", "outbox");
+  const deadline = Date.now() + WAIT.timeout;
+  for (;;) {
+    for (const name of readdirSync(outbox).filter((n) => n.endsWith(".confirmation.eml"))) {
+      const raw = readFileSync(join(outbox, name), "utf8");
+      const split = raw.search(/\r?\n\r?\n/);
+      const headers = raw.slice(0, split);
+      const body = raw.slice(split).trimStart();
+      const bytes = body
+        .replace(/=\r?\n/g, "")
+        .replace(/=([0-9A-F]{2})/g, (_, hex) => String.fromCharCode(parseInt(hex, 16)));
+      const text = Buffer.from(bytes, "latin1").toString("utf8");
+      if (text.includes(orderId)) return { headers, text };
+    }
+    if (Date.now() > deadline) throw new Error(`no confirmation for ${orderId} in ${outbox}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 /** A step of the story; once one fails, the rest are skipped, not timed out. */
@@ -87,9 +113,17 @@ test("a cake goes from the shop to the customer's table", async (t) => {
     assert.ok(nameBox.y + nameBox.height < PHONE.height, `the form starts at ${nameBox.y}px`);
     await customer.getByLabel("Your name").fill("Ada Lovelace");
     await customer.getByLabel("Delivery address").fill("12 Analytical Row\nLondon");
-    await customer.getByLabel("Cake", { exact: true }).selectOption("5");
+    // The cake is chosen from its card, further down: the form comes back
+    // into view with that cake picked and the total beside the button.
+    await customer.getByRole("link", { name: "Choose Birthday cake" }).click();
+    assert.equal(await customer.getByLabel("Cake", { exact: true }).inputValue(), "5");
+    const heading = await customer.locator("#order-heading").boundingBox();
+    assert.ok(heading.y >= 0 && heading.y < PHONE.height, `the form is back in view (${heading.y}px)`);
+    await customer.locator("#order-total", { hasText: "Total: €45.00 for 1 × Birthday cake" }).waitFor(WAIT);
     await customer.getByLabel("How many").fill("0");
+    await customer.locator("#order-total", { hasText: "Choose how many" }).waitFor(WAIT);
     await customer.getByLabel("Email").fill("ada@example.com");
+    assert.match(await customer.locator("#email-hint").textContent(), /confirmation with your private tracking link/);
     await customer.getByRole("button", { name: "Place order" }).click();
 
     await customer.locator("#quantity-error", { hasText: "Quantity must be between 1 and 50." }).waitFor(WAIT);
@@ -99,22 +133,38 @@ test("a cake goes from the shop to the customer's table", async (t) => {
     await shot(customer, "page-shop-phone.png");
 
     await customer.getByLabel("How many").fill("2");
+    await customer.locator("#order-total", { hasText: "Total: €90.00 for 2 × Birthday cake" }).waitFor(WAIT);
     await customer.getByRole("button", { name: "Place order" }).click();
+    // The confirmation is the order's own page, at its own address.
+    await customer.waitForURL(/\/track\/[0-9a-f-]{36}\?placed=1#token=[A-Za-z0-9_-]{43}$/, WAIT);
     await customer.getByRole("heading", { name: "Thank you, your order is placed" }).waitFor(WAIT);
-    await customer.locator("#quantity-error").waitFor({ state: "hidden", ...WAIT });
-    orderNumber = (await customer.locator("#confirmation-order").textContent()).trim();
+    await customer.locator("#placed-email", { hasText: "ada@example.com" }).waitFor(WAIT);
+    await customer.locator("#track-summary", { hasText: "2 × Birthday cake, €90.00" }).waitFor(WAIT);
+    orderNumber = (await customer.locator("#order-number").textContent()).trim();
     assert.match(orderNumber, /^B-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$/);
-    assert.match(await customer.locator("#confirmation-summary").textContent(), /2 × Birthday cake, €90\.00/);
     await accessible(customer, "the order confirmation");
-    trackingLink = await customer.getByRole("link", { name: "Follow your order" }).getAttribute("href");
-    assert.match(trackingLink, /^\/track\/[0-9a-f-]{36}#token=[A-Za-z0-9_-]{43}$/);
-    orderId = trackingLink.match(/^\/track\/([0-9a-f-]{36})#/)[1];
+    await shot(customer, "page-confirmation-phone.png");
+    const url = new URL(customer.url());
+    orderId = url.pathname.split("/").pop();
+    trackingLink = `${url.pathname}${url.hash}`;
+
+    // A reload keeps the confirmation and the order.
+    await customer.reload();
+    await customer.getByRole("heading", { name: "Thank you, your order is placed" }).waitFor(WAIT);
+    await customer.locator("#track-summary", { hasText: "2 × Birthday cake, €90.00" }).waitFor(WAIT);
+    assert.equal((await customer.locator("#order-number").textContent()).trim(), orderNumber);
   });
 
-  await step(t, "without script, the answer to an order is at the top of the page", async () => {
+  await step(t, "without script, a card picks its cake and the answer is at the top of the page", async () => {
     const plain = await launch("profile-no-script", { javaScriptEnabled: false, viewport: PHONE });
     const page = await plain.newPage();
     await page.goto(`${base}/`);
+    await page.getByRole("link", { name: "Choose Carrot cake" }).click();
+    await page.waitForURL(/\/\?product=\d+#order-heading$/, WAIT);
+    assert.equal(
+      await page.getByLabel("Cake", { exact: true }).evaluate((select) => select.selectedOptions[0].textContent),
+      "Carrot cake (€28.00)",
+    );
     await page.getByLabel("Your name").fill("Edsger Dijkstra");
     await page.getByLabel("Delivery address").fill("1 Shortest Path");
     await page.getByLabel("How many").fill("0");
@@ -127,19 +177,30 @@ test("a cake goes from the shop to the customer's table", async (t) => {
     const thanks = page.getByRole("heading", { name: "Thank you, your order is placed" });
     await thanks.waitFor(WAIT);
     assert.ok((await thanks.boundingBox()).y < PHONE.height, "the confirmation is on the first screen");
+    assert.ok((await page.textContent(".confirmation")).includes("1 × Carrot cake"));
     await plain.close();
   });
 
-  await step(t, "the tracking link shows the order and its first steps", async () => {
-    await customer.getByRole("link", { name: "Follow your order" }).click();
-    await customer.waitForURL(`**/track/${orderId}*`, WAIT);
+  await step(t, "the confirmation email's link opens the order and its first steps", async () => {
+    const mail = await confirmationMail(orderId);
+    assert.match(mail.headers, /^To: ada@example\.com$/m);
+    assert.match(mail.headers, new RegExp(`^Subject: Your order ${orderNumber}:`, "m"));
+    assert.match(mail.text, /2 × Birthday cake/);
+    assert.match(mail.text, /Total: +€90\.00/);
+    const link = mail.text.match(/https?:\/\/\S+\/track\/\S+/)[0];
+    assert.equal(new URL(link).pathname + new URL(link).hash, trackingLink, "the link the shop opened");
+
+    // Opened in a new tab, as from a mail program.
+    const fromMail = await context.newPage();
+    await fromMail.setViewportSize(PHONE);
+    await fromMail.goto(link);
+    await fromMail.locator("#track-status", { hasText: "waiting for the oven" }).waitFor(WAIT);
+    assert.equal(await fromMail.getByRole("heading", { name: "Thank you, your order is placed" }).count(), 0);
+    await fromMail.close();
+
     await customer.locator("#track-status", { hasText: "waiting for the oven" }).waitFor(WAIT);
     await customer.locator("#step-placed.done").waitFor(WAIT);
     await customer.locator("#step-baker_notified.done").waitFor(WAIT);
-    assert.match(await customer.locator("#track-summary").textContent(), /2 × Birthday cake/);
-    // The number the page renders on the server is the one the shop's
-    // script showed.
-    assert.equal((await customer.locator("#order-number").textContent()).trim(), orderNumber);
     // Where it goes, in the customer's own lines.
     assert.equal(await customer.locator("#track-address").textContent(), "12 Analytical Row\nLondon");
     await accessible(customer, "the tracking page of a placed order");

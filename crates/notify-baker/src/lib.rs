@@ -104,7 +104,7 @@ async fn send_confirmation(deps: &Deps, event: &Event) -> Result<(), StepError> 
         deps.customer_tokens.token_for(order.order_id)
     );
     let email = Email {
-        key: format!("{}:confirmation", event.event_id),
+        key: format!("{}.confirmation", event.event_id),
         to,
         subject: format!(
             "Your order {}: {} × {}",
@@ -330,7 +330,7 @@ mod tests {
             .iter()
             .find(|e| e.to == "ada@example.com")
             .expect("a confirmation");
-        assert_eq!(confirmation.key, format!("{}:confirmation", event.event_id));
+        assert_eq!(confirmation.key, format!("{}.confirmation", event.event_id));
         assert!(confirmation.subject.contains(&order.order_id.number()));
         let token = deps.customer_tokens.token_for(order.order_id);
         let link = format!(

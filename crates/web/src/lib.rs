@@ -51,7 +51,6 @@ use domain::ports::{Operations, OrderQueries};
 use domain::validation::limits;
 use lambda_kit::http::{ApiError, PathSegment, no_store};
 
-
 /// What the pages need.
 #[derive(Clone)]
 pub struct WebDeps {

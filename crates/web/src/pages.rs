@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::body::Body;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State};
 use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use bytes::Bytes;
@@ -71,6 +71,8 @@ pub(crate) struct ProductView {
     pub name: String,
     pub description: String,
     pub price: String,
+    /// For the running total the script shows.
+    pub price_cents: u32,
 }
 
 /// What the customer typed, to fill the form again after an error.
@@ -106,6 +108,8 @@ pub(crate) struct PlacedView {
     pub quantity: u64,
     pub total: String,
     pub tracking_link: String,
+    /// Where the confirmation email goes, if the customer gave an address.
+    pub email: Option<String>,
 }
 
 #[derive(Template)]
@@ -135,6 +139,7 @@ impl ShopPage {
                     name: p.name.clone(),
                     description: p.description.clone(),
                     price: format_money(u64::from(p.price_cents), &catalog.currency),
+                    price_cents: p.price_cents,
                 })
                 .collect(),
             form,
@@ -169,16 +174,25 @@ fn new_idempotency_key() -> String {
     format!("shop-{}", uuid::Uuid::new_v4())
 }
 
-pub(crate) async fn shop(State(state): State<AppState>) -> Response {
+/// `GET /?product=<id>`: the cake a product card's "Choose" picked, so
+/// choosing works without script too.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ShopQuery {
+    product: Option<String>,
+}
+
+pub(crate) async fn shop(
+    State(state): State<AppState>,
+    Query(query): Query<ShopQuery>,
+) -> Response {
+    let products = &state.deps.catalog.products;
+    let chosen = query
+        .product
+        .and_then(|id| products.iter().find(|p| p.id == id))
+        .or(products.first());
     let form = ShopForm {
         quantity: "1".into(),
-        product_id: state
-            .deps
-            .catalog
-            .products
-            .first()
-            .map(|p| p.id.clone())
-            .unwrap_or_default(),
+        product_id: chosen.map(|p| p.id.clone()).unwrap_or_default(),
         idempotency_key: new_idempotency_key(),
         ..ShopForm::default()
     };
@@ -270,6 +284,7 @@ pub(crate) async fn shop_order(
                 answer["totalCents"].as_u64().unwrap_or_default(),
                 answer["currency"].as_str().unwrap_or_default(),
             ),
+            email: answer["email"].as_str().map(str::to_string),
         });
         return render(StatusCode::OK, &page);
     }
@@ -307,6 +322,15 @@ pub(crate) struct TrackPage {
     pub order_id: String,
     pub order_number: String,
     pub steps: Vec<StepView>,
+    /// Opened by the shop right after the order was placed
+    /// (`?placed=1`): the page is also the order's confirmation, at an
+    /// address that survives a reload and can be bookmarked.
+    pub placed: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct TrackQuery {
+    placed: Option<String>,
 }
 
 #[derive(Template)]
@@ -324,6 +348,7 @@ pub(crate) struct MessagePage {
 pub(crate) async fn track(
     State(state): State<AppState>,
     PathSegment(order_id): PathSegment,
+    Query(query): Query<TrackQuery>,
 ) -> Response {
     let Some(order_id) = OrderId::parse(&order_id) else {
         let page = MessagePage {
@@ -344,6 +369,7 @@ pub(crate) async fn track(
                 label,
             })
             .collect(),
+        placed: query.placed.is_some(),
     };
     render(StatusCode::OK, &page)
 }

@@ -143,6 +143,32 @@ async fn the_shop_lists_the_cakes_with_prices_and_a_labelled_form() {
 }
 
 #[tokio::test]
+async fn a_cards_choose_link_picks_its_cake_in_the_form_without_script() {
+    let Setup { app, .. } = setup();
+    let html = get(&app, "/", None).await.text;
+    assert!(
+        html.contains(r#"href="/?product=3#order-heading""#),
+        "every card links to the form with its cake: {html}"
+    );
+    assert!(html.contains(r#"<option value="1" data-price-cents="3200" selected>"#));
+
+    let chosen = get(&app, "/?product=3", None).await.text;
+    assert!(chosen.contains(r#"<option value="3" data-price-cents="2400" selected>"#));
+    assert!(!chosen.contains(r#"<option value="1" data-price-cents="3200" selected>"#));
+
+    // A product that is not sold, or a strange query, falls back to the first.
+    for uri in ["/?product=99", "/?product=%3Cscript%3E", "/?other=1"] {
+        let page = get(&app, uri, None).await;
+        assert_eq!(page.status, StatusCode::OK, "{uri}");
+        assert!(
+            page.text
+                .contains(r#"<option value="1" data-price-cents="3200" selected>"#),
+            "{uri}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn every_form_load_gets_its_own_idempotency_key() {
     let Setup { app, .. } = setup();
     let key = |html: String| {
@@ -180,6 +206,7 @@ async fn the_form_without_script_places_the_order_once_and_confirms_it() {
         "the tracking link carries the token in its fragment"
     );
     assert!(page.text.contains("€48.00"), "2 × €24.00");
+    assert!(!page.text.contains("We are emailing"), "no address given");
 
     // Posting the same form again (a reload) shows the same order.
     let again = post_form(&app, &form).await;
@@ -256,6 +283,15 @@ async fn the_tracking_page_renders_the_timeline_and_the_delivery_form() {
     assert!(html.contains(r#"aria-live="polite""#));
     assert!(html.contains("I received my cake"));
     assert_labelled(html, &["orderReview"]);
+
+    assert!(!html.contains("Thank you, your order is placed"));
+
+    // Opened by the shop right after ordering, the same page is the
+    // order's confirmation: its address survives a reload.
+    let placed = get(&app, &format!("/track/{id}?placed=1"), None).await;
+    assert_eq!(placed.status, StatusCode::OK);
+    assert!(placed.text.contains("Thank you, your order is placed"));
+    assert!(placed.text.contains(r#"id="placed""#));
 
     let bad = get(&app, "/track/not-an-id", None).await;
     assert_eq!(bad.status, StatusCode::NOT_FOUND);

@@ -130,15 +130,46 @@
     const problemBox = $("#form-problem");
     const keyInput = form.querySelector('input[name="idempotencyKey"]');
     const button = $("#place-order");
-    const confirmation = $("#confirmation");
+    const product = $("#productId");
+    const quantityInput = $("#quantity");
+    const total = $("#order-total");
+
+    /** "2 × Carrot cake: €56.00", before the order is placed. */
+    function showTotal() {
+      const option = product.selectedOptions[0];
+      const count = Number(quantityInput.value.trim());
+      if (!option || !Number.isInteger(count) || count < 1) {
+        total.textContent = "Choose how many to see the total.";
+      } else {
+        const each = Number(option.dataset.priceCents);
+        const name = option.textContent.replace(/\s*\([^)]*\)\s*$/, "");
+        total.textContent = "Total: " + money(each * count, form.dataset.currency) + " for " + count + " × " + name;
+      }
+      total.hidden = false;
+    }
+    product.addEventListener("change", showTotal);
+    quantityInput.addEventListener("input", showTotal);
+    showTotal();
+
+    // A product card's "Choose" picks that cake in the form (the link
+    // does the same without script, through the server).
+    for (const choose of document.querySelectorAll(".choose")) {
+      choose.addEventListener("click", (event) => {
+        event.preventDefault();
+        product.value = choose.dataset.productId;
+        showTotal();
+        $("#order-heading").scrollIntoView({ block: "start" });
+        quantityInput.focus({ preventScroll: true });
+      });
+    }
 
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      const quantity = $("#quantity").value.trim();
+      const quantity = quantityInput.value.trim();
       const body = {
         name: $("#name").value,
         address: $("#address").value,
-        productId: $("#productId").value,
+        productId: product.value,
         quantity: /^\d+$/.test(quantity) ? Number(quantity) : quantity === "" ? null : quantity,
       };
       const email = $("#email").value.trim();
@@ -153,40 +184,20 @@
         });
         if (answer.status === 201 && answer.data) {
           showProblem(fields, problemBox, null, "");
-          confirm(answer.data);
-        } else {
-          const type = (answer.data && answer.data.type) || "";
-          if (type.endsWith("/idempotency-key-reused")) keyInput.value = randomKey();
-          showProblem(fields, problemBox, answer.data, "The order could not be placed; please try again.");
+          // The order's own page is its confirmation: an address that
+          // survives a reload and can be bookmarked.
+          location.assign("/track/" + encodeURIComponent(answer.data.orderId) + "?placed=1#token=" +
+            encodeURIComponent(answer.data.customerToken));
+          return;
         }
+        const type = (answer.data && answer.data.type) || "";
+        if (type.endsWith("/idempotency-key-reused")) keyInput.value = randomKey();
+        showProblem(fields, problemBox, answer.data, "The order could not be placed; please try again.");
       } catch (_) {
         problemBox.textContent = "We could not reach the bakery. Check your connection and try again.";
-      } finally {
-        button.disabled = false;
-        button.textContent = "Place order";
       }
-    });
-
-    function confirm(order) {
-      $("#confirmation-summary").textContent =
-        order.quantity + " × " + order.productName + ", " + money(order.totalCents, order.currency);
-      $("#confirmation-order").textContent = orderNumber(order.orderId);
-      $("#tracking-link").href =
-        "/track/" + encodeURIComponent(order.orderId) + "#token=" + encodeURIComponent(order.customerToken);
-      form.hidden = true;
-      $("#order-heading").hidden = true;
-      confirmation.hidden = false;
-      confirmation.focus();
-    }
-
-    $("#order-another").addEventListener("click", (event) => {
-      event.preventDefault();
-      form.reset();
-      keyInput.value = randomKey();
-      confirmation.hidden = true;
-      $("#order-heading").hidden = false;
-      form.hidden = false;
-      $("#name").focus();
+      button.disabled = false;
+      button.textContent = "Place order";
     });
   }
 
@@ -219,7 +230,17 @@
     let finished = false;
     let shownStatus = "";
 
+    const placed = $("#placed");
+    if (placed) placed.focus();
+    let confirmed = false;
+
     function render(order) {
+      if (placed && !confirmed) {
+        confirmed = true;
+        $("#placed-email").textContent = order.email
+          ? "We are emailing a confirmation with this page's private link to " + order.email + ". Anyone who has the link can follow your order and confirm its delivery."
+          : "This page is your order's private page: anyone who has its address can follow your order and confirm its delivery. Bookmark it.";
+      }
       const reached = new Map(order.timeline.map((s) => [s.step, s.at]));
       const said = customerStatus(order, reached);
       if (said !== shownStatus) {
