@@ -271,9 +271,10 @@ impl PartnerNotifier for WebhookNotifier {
             }
             // "calls", not "tries": the bakery's own tries of the step are
             // counted apart (a dead letter's `attempts`, the operator page's
-            // Tries), and each of them may make several calls.
+            // "Tries by the bakery"), and each of them may make several calls.
             Err(Failure::Retry(why)) => Err(NotifyError::Unavailable(format!(
-                "{host}: {why} ({tries} calls)"
+                "{host}: {why} ({tries} {})",
+                if tries == 1 { "call" } else { "calls" }
             ))),
             Err(Failure::Stop(why)) => Err(NotifyError::Unavailable(format!("{host}: {why}"))),
             Err(Failure::Reject(why)) => Err(NotifyError::Rejected(format!("{host}: {why}"))),
