@@ -220,6 +220,16 @@ test("the cake maker's and the operator's pages with many orders and many hands"
     await accessible(page, "the cake maker's page after the list was rebuilt");
   });
 
+  await step("the cake maker's list fits a phone", async () => {
+    await page.setViewportSize(PHONE);
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= PHONE.width, `the page is ${width}px wide`);
+    const button = page.locator('#orders li[data-state="waiting"]').first().getByRole("button", { name: /^Mark fulfilled:/ });
+    const box = await button.boundingBox();
+    assert.ok(box.x >= 0 && box.x + box.width <= PHONE.width, `Mark fulfilled at ${box.x}..${box.x + box.width}px`);
+    await accessible(page, "the cake maker's page on a phone");
+  });
+
   await step("the operator on a phone sees the dead letters without scrolling sideways, and redrives one", async () => {
     // The fulfilled orders' delivery requests failed at the delivery
     // company and were dead-lettered. Same tab: the token is kept.
