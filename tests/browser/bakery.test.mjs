@@ -75,6 +75,24 @@ async function confirmationMail(orderId) {
   }
 }
 
+/**
+ * axe-core on what a page without script shows. axe itself needs script,
+ * so the page's HTML is served again, at the same origin (its stylesheet
+ * loads), to a page whose own script is blocked, and checked there.
+ */
+async function accessibleAsShown(page, state) {
+  const html = await page.content();
+  const checker = await context.newPage();
+  await checker.setViewportSize(PHONE);
+  await checker.route("**/static/bakery.js*", (route) => route.abort());
+  await checker.route(`${base}/as-shown-without-script`, (route) =>
+    route.fulfill({ status: 200, contentType: "text/html; charset=utf-8", body: html }));
+  await checker.goto(`${base}/as-shown-without-script`);
+  assert.equal(await checker.locator("main").innerText(), await page.locator("main").innerText(), "the same page");
+  await accessible(checker, state);
+  await checker.close();
+}
+
 /** A step of the story; once one fails, the rest are skipped, not timed out. */
 function step(t, name, body) {
   return steps.step(t, name, body);
@@ -172,12 +190,14 @@ test("a cake goes from the shop to the customer's table", async (t) => {
     const error = page.locator("#quantity-error", { hasText: "Quantity must be between 1 and 50." });
     await error.waitFor(WAIT);
     assert.ok((await error.boundingBox()).y < PHONE.height, "the error is on the first screen");
+    await accessibleAsShown(page, "the shop with a field in error, without script");
     await page.getByLabel("How many").fill("1");
     await page.getByRole("button", { name: "Place order" }).click();
     const thanks = page.getByRole("heading", { name: "Thank you, your order is placed" });
     await thanks.waitFor(WAIT);
     assert.ok((await thanks.boundingBox()).y < PHONE.height, "the confirmation is on the first screen");
     assert.ok((await page.textContent(".confirmation")).includes("1 × Carrot cake"));
+    await accessibleAsShown(page, "the order confirmation, without script");
     await plain.close();
   });
 
