@@ -7,35 +7,22 @@
 
 use std::error::Error;
 
+use aws_runtime::retries::classifiers::{THROTTLING_ERRORS, TRANSIENT_ERRORS};
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use domain::ports::StoreError;
 
-/// Error codes that mean "busy or failing inside AWS, try later", across
-/// DynamoDB, Kinesis, SQS and SES. Most come with a 400 status, so the
-/// status alone does not tell.
-const TRANSIENT_CODES: &[&str] = &[
-    "ThrottlingException",
-    "Throttling",
-    "ThrottledException",
-    "RequestThrottled",
-    "RequestThrottledException",
-    "TooManyRequestsException",
-    "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded",
-    "LimitExceededException",
-    "TransactionConflictException",
-    "TransactionInProgressException",
-    "KMSThrottlingException",
-    "InternalServerError",
-    "InternalServerErrorException",
-    "InternalFailure",
-    "InternalError",
-    "ServiceUnavailable",
-    "ServiceUnavailableException",
-    "RequestTimeout",
-    "RequestTimeoutException",
-];
+/// Codes that mean "busy, try later" which the SDK's own classifier does
+/// not list ([`THROTTLING_ERRORS`], [`TRANSIENT_ERRORS`]): a DynamoDB
+/// transaction that met another one, and KMS throttling behind SQS or SSM.
+/// Both come with a 400 status, so the status alone does not tell.
+const MORE_TRANSIENT_CODES: &[&str] = &["TransactionConflictException", "KMSThrottlingException"];
+
+fn is_transient_code(code: &str) -> bool {
+    THROTTLING_ERRORS.contains(&code)
+        || TRANSIENT_ERRORS.contains(&code)
+        || MORE_TRANSIENT_CODES.contains(&code)
+}
 
 /// Whether trying the same call again later may succeed.
 pub(crate) fn is_transient<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {
@@ -50,9 +37,7 @@ pub(crate) fn is_transient<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResp
             let status = context.raw().status();
             status.is_server_error()
                 || status.as_u16() == 429
-                || error
-                    .code()
-                    .is_some_and(|code| TRANSIENT_CODES.contains(&code))
+                || error.code().is_some_and(is_transient_code)
         }
         // `SdkError` is non-exhaustive; an unknown kind is not ours to fix.
         _ => true,
@@ -79,5 +64,47 @@ where
     } else {
         tracing::error!(error = %message, "AWS call failed");
         StoreError::Failed(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::error::ErrorMetadata;
+    use aws_sdk_dynamodb::operation::get_item::GetItemError;
+    use aws_smithy_types::body::SdkBody;
+
+    fn answered(status: u16, code: &str) -> SdkError<GetItemError, HttpResponse> {
+        let error = GetItemError::generic(ErrorMetadata::builder().code(code).build());
+        let raw = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
+        SdkError::service_error(error, raw)
+    }
+
+    #[test]
+    fn throttling_and_conflicts_are_transient_even_with_a_400() {
+        for code in [
+            "ThrottlingException",
+            "ProvisionedThroughputExceededException",
+            "TooManyRequestsException",
+            "RequestTimeoutException",
+            "TransactionConflictException",
+            "KMSThrottlingException",
+        ] {
+            assert!(is_transient(&answered(400, code)), "{code}");
+        }
+    }
+
+    #[test]
+    fn server_errors_are_transient_and_bad_requests_are_not() {
+        assert!(is_transient(&answered(500, "InternalServerError")));
+        assert!(is_transient(&answered(503, "ServiceUnavailable")));
+        assert!(is_transient(&answered(429, "SomethingNew")));
+        for code in [
+            "ValidationException",
+            "ResourceNotFoundException",
+            "AccessDeniedException",
+        ] {
+            assert!(!is_transient(&answered(400, code)), "{code}");
+        }
     }
 }
