@@ -11,6 +11,13 @@
 //! `correlationId`, see `lambda_kit::logs`) is under `span`, and every
 //! enclosing span (Lambda's `requestId` among them) under `spans`.
 //!
+//! Why not `lambda_runtime::tracing::init_default_subscriber`, which reads
+//! the same variables: its JSON nests a line's own fields under `fields`,
+//! so `orderId`, `reason` or `message` would not be top-level fields that
+//! Logs Insights discovers by themselves, and the lines would no longer
+//! match what the local runner prints with `--log-format json`. Everything
+//! else (no time, the level's variables) is the same as there.
+//!
 //! [`init`] also installs the business metrics' recorder
 //! (`lambda_kit::metrics`): its lines go to standard output after each
 //! invocation, as Embedded Metric Format.
