@@ -7,20 +7,19 @@
 //! queue is unavailable the customer gets a 503; their retry finds the order
 //! already delivered and sends the message again (same message id, so
 //! customer service hears it once).
+//!
+//! The handler reads the token and the body; the rest is
+//! [`use_cases::confirm_delivery`].
 
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::post;
 use axum::{Json, Router};
-use chrono::Utc;
-use domain::events::FeedbackMessage;
-use domain::ports::{AdvanceAndSend, Advanced, OrderStore, QueueMessage};
+use domain::Order;
+use domain::ports::{AdvanceAndSend, OrderStore};
 use domain::validation::{DeliverRequest, limits};
-use domain::{Order, Status, Step, StepDetails, Transition};
 use lambda_kit::http::{ApiError, Bearer, JsonBody, no_store};
-use lambda_kit::logs;
-use tracing::Instrument;
 
 #[derive(Clone)]
 pub struct Deps {
@@ -37,6 +36,8 @@ pub fn router(deps: Deps) -> Router {
         .with_state(deps)
 }
 
+/// `POST /order/delivered`: [`use_cases::confirm_delivery`], for the
+/// order's customer.
 async fn confirm_delivery(
     State(deps): State<Deps>,
     // Read before the body: without a token the answer is 401 whatever
@@ -45,57 +46,9 @@ async fn confirm_delivery(
     JsonBody(body): JsonBody,
 ) -> Result<Json<Order>, ApiError> {
     let request = DeliverRequest::parse(&body)?;
-    let order = deps
-        .store
-        .get(request.order_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    // Another order's token is told "not found", exactly as for an order
-    // that does not exist.
-    if !order.customer_token_hash.matches(&token) {
-        return Err(ApiError::NotFound);
-    }
-    let transition = Transition {
-        order_id: request.order_id,
-        to: Status::Delivered,
-        at: Utc::now(),
-        details: StepDetails {
-            delivery_company_id: request.delivery_company_id,
-            order_review: request.order_review,
-            ..StepDetails::default()
-        },
-    };
-    let span = logs::order_span(order.order_id, order.correlation_id.as_deref());
-    // Sent on every confirmation, first or repeated: a repeat may be the
-    // retry of one whose send failed.
-    let advanced = deps
-        .to_feedback
-        .advance_and_send(&transition, feedback_message)
-        .instrument(span.clone())
-        .await?;
-    let order = match advanced {
-        Advanced::Moved(order) => {
-            span.in_scope(|| tracing::info!("order delivered"));
-            lambda_kit::metrics::step_reached(&order, Step::Delivered, transition.at);
-            order
-        }
-        Advanced::AlreadyDone(order) => order,
-        Advanced::OutOfOrder(order) => {
-            return Err(ApiError::OutOfOrder {
-                current: order.status,
-                wanted: Status::Delivered,
-            });
-        }
-        Advanced::NotFound => return Err(ApiError::NotFound),
-    };
+    let order =
+        use_cases::confirm_delivery(&*deps.store, &*deps.to_feedback, &token, request).await?;
     Ok(Json(order))
-}
-
-/// The review for customer service, from the delivered order.
-fn feedback_message(order: &Order) -> Result<QueueMessage, String> {
-    let delivered_at = order.at(Step::Delivered).unwrap_or_else(Utc::now);
-    let message = FeedbackMessage::for_order(order, delivered_at);
-    QueueMessage::json(message.message_id, &message)
 }
 
 #[cfg(test)]
@@ -103,6 +56,7 @@ mod tests {
     use super::*;
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
+    use domain::Status;
     use domain::memory::{MemoryQueue, MemoryStore, placed_order, token_of};
     use domain::ports::{AdvanceThenSend, QueueError};
     use http_body_util::BodyExt;

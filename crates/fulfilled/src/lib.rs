@@ -5,6 +5,9 @@
 //! for the stream with the move. Repeating it changes nothing and answers the order again; an
 //! order that is not `placed` yet cannot be fulfilled (there is no such
 //! case today, but the state machine decides, not this handler).
+//!
+//! The handler checks the token and reads the body; the move itself is
+//! [`use_cases::fulfil_order`].
 
 use std::sync::Arc;
 
@@ -12,15 +15,11 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::routing::post;
 use axum::{Json, Router};
-use chrono::Utc;
+use domain::Order;
 use domain::auth::TokenHash;
-use domain::events::EventType;
-use domain::ports::{Advanced, OrderStore};
+use domain::ports::OrderStore;
 use domain::validation::{FulfilRequest, limits};
-use domain::{Order, Status, Step, StepDetails, Transition};
 use lambda_kit::http::{ApiError, JsonBody, bearer_token, no_store};
-use lambda_kit::logs;
-use tracing::Instrument;
 
 #[derive(Clone)]
 pub struct Deps {
@@ -55,43 +54,15 @@ impl FromRequestParts<Deps> for Baker {
     }
 }
 
+/// `POST /order/fulfilled`: [`use_cases::fulfil_order`], for the cake
+/// maker.
 async fn mark_fulfilled(
     State(deps): State<Deps>,
     _: Baker,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Order>, ApiError> {
     let request = FulfilRequest::parse(&body)?;
-    let transition = Transition {
-        order_id: request.order_id,
-        to: Status::Fulfilled,
-        at: Utc::now(),
-        details: StepDetails {
-            fulfillment_id: request.fulfillment_id,
-            ..StepDetails::default()
-        },
-    };
-    let span = logs::order_span(transition.order_id, None);
-    let advanced = deps
-        .store
-        .advance(&transition, Some(EventType::OrderFulfilled))
-        .instrument(span.clone())
-        .await?;
-    match advanced {
-        Advanced::Moved(order) => {
-            if let Some(id) = &order.correlation_id {
-                logs::record_correlation_id(&span, id);
-            }
-            span.in_scope(|| tracing::info!("order fulfilled"));
-            lambda_kit::metrics::step_reached(&order, Step::Fulfilled, transition.at);
-            Ok(Json(order))
-        }
-        Advanced::AlreadyDone(order) => Ok(Json(order)),
-        Advanced::OutOfOrder(order) => Err(ApiError::OutOfOrder {
-            current: order.status,
-            wanted: Status::Fulfilled,
-        }),
-        Advanced::NotFound => Err(ApiError::NotFound),
-    }
+    Ok(Json(use_cases::fulfil_order(&*deps.store, request).await?))
 }
 
 #[cfg(test)]
@@ -99,6 +70,8 @@ mod tests {
     use super::*;
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
+    use domain::Status;
+    use domain::events::EventType;
     use domain::memory::MemoryStore;
     use domain::memory::placed_order;
     use http_body_util::BodyExt;

@@ -18,6 +18,11 @@
 //! per step instead of polling. It only waits on stores that can say when
 //! an order changes ([`OrderStore::watch`]); the others answer at once,
 //! without `Preference-Applied`, and the client polls.
+//!
+//! The handlers only speak HTTP: what placing and reading an order do is
+//! in the `use-cases` crate ([`use_cases::place_order`],
+//! [`use_cases::read_order`]), which the shop's form without script calls
+//! too.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,19 +33,16 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
 use domain::auth::{CustomerTokens, TokenHash};
 use domain::correlation;
-use domain::events::{Event, EventType};
-use domain::ports::{IdempotencyKey, NewOrder, OrderStore, Placed};
+use domain::ports::OrderStore;
 use domain::validation::{self, FieldError, OrderRequest, limits};
-use domain::{Catalog, Order, OrderId, Status, Step, StepTime};
+use domain::{Catalog, Order, OrderId};
 use lambda_kit::http::{
     ApiError, Bearer, CorrelationId, IdempotencyKeyHeader, JsonBody, PathSegment, no_store,
 };
-use lambda_kit::logs;
 use serde::{Deserialize, Serialize};
-use tracing::Instrument;
+use use_cases::{OrderRead, PlaceOrder, PlacedOrder, WaitFor};
 
 /// What the order function needs.
 #[derive(Clone)]
@@ -77,13 +79,14 @@ pub fn router(deps: Deps) -> Router {
 /// An order as answered to the customer who placed it.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct PlacedOrder<'a> {
+struct PlacedOrderBody<'a> {
     #[serde(flatten)]
     order: &'a Order,
     /// Secret; needed for `GET /order/{orderId}` and `POST /order/delivered`.
-    customer_token: String,
+    customer_token: &'a str,
 }
 
+/// `POST /order`: [`use_cases::place_order`].
 async fn place_order(
     State(deps): State<Deps>,
     IdempotencyKeyHeader(idempotency_key): IdempotencyKeyHeader,
@@ -91,62 +94,21 @@ async fn place_order(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let request = OrderRequest::parse(&body, &deps.catalog)?;
-    let product = deps
-        .catalog
-        .find(&request.product_id)
-        .ok_or_else(|| ApiError::Internal("validated product vanished".into()))?;
-
-    let order_id = OrderId(uuid::Uuid::now_v7());
-    let now = Utc::now();
-    let order = Order {
-        order_id,
-        status: Status::Placed,
-        name: request.name.clone(),
-        address: request.address.clone(),
-        email: request.email.clone(),
-        product_id: product.id.clone(),
-        product_name: product.name.clone(),
-        quantity: request.quantity,
-        unit_price_cents: product.price_cents,
-        total_cents: u64::from(product.price_cents) * u64::from(request.quantity),
-        currency: deps.catalog.currency.clone(),
-        fulfillment_id: None,
-        delivery_company_id: None,
-        order_review: None,
-        timeline: vec![StepTime {
-            step: Step::Placed,
-            at: now,
-        }],
-        correlation_id: Some(correlation_id.clone()),
-        customer_token_hash: TokenHash::of(&deps.customer_tokens.token_for(order_id)),
+    let place = PlaceOrder {
+        request,
+        idempotency_key,
+        correlation_id,
     };
-    let new = NewOrder {
-        event: Event::new(EventType::OrderPlaced, &order, now),
-        idempotency: idempotency_key.map(|key| IdempotencyKey {
-            key,
-            fingerprint: request.fingerprint(),
-        }),
+    let placed =
+        use_cases::place_order(&*deps.store, &deps.catalog, &deps.customer_tokens, place).await?;
+    let PlacedOrder {
         order,
-    };
-    let span = logs::order_span(order_id, Some(&correlation_id));
-    let placed = deps.store.place(&new).instrument(span.clone()).await?;
-    let (order, replayed) = match placed {
-        Placed::Created(order) => (order, false),
-        // The order stored then, with its own id and correlation id.
-        Placed::Replayed(order) => (order, true),
-        Placed::KeyReused => return Err(ApiError::IdempotencyKeyReused),
-    };
-    if replayed {
-        // The stored order's own id and correlation id.
-        let span = logs::order_span(order.order_id, order.correlation_id.as_deref());
-        span.in_scope(|| tracing::info!(replayed, "order placed"));
-    } else {
-        span.in_scope(|| tracing::info!(replayed, "order placed"));
-        lambda_kit::metrics::order_placed();
-    }
-    let body = PlacedOrder {
-        customer_token: deps.customer_tokens.token_for(order.order_id),
+        customer_token,
+        replayed,
+    } = placed;
+    let body = PlacedOrderBody {
         order: &order,
+        customer_token: &customer_token,
     };
     let mut response = (StatusCode::CREATED, Json(body)).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/order/{}", order.order_id)) {
@@ -170,6 +132,8 @@ struct GetOrderQuery {
     wait_for: Option<String>,
 }
 
+/// `GET /order/{orderId}`: [`use_cases::read_order`], waiting as the
+/// query and the `Prefer` header ask, within [`Deps::max_wait`].
 async fn get_order(
     State(deps): State<Deps>,
     Bearer(token): Bearer,
@@ -191,33 +155,12 @@ async fn get_order(
         .transpose()
         .map_err(|e| ApiError::InvalidFields(validation::ValidationErrors(vec![e])))?;
     let order_id = OrderId::parse(&order_id).ok_or(ApiError::NotFound)?;
-    let read = || async { deps.store.get(order_id).await?.ok_or(ApiError::NotFound) };
-    // Watch before reading: a change between the read and the watch would
-    // otherwise go unnoticed.
-    let reached = wait_for.and_then(|step| deps.store.watch(order_id, step));
-    let mut order = read().await?;
-    // Either token is checked in full, so timing tells nothing about which
-    // one came close. Another order's token is told "not found", exactly as
-    // for an order that does not exist.
-    let is_baker = deps.baker_token.matches(&token);
-    let is_customer = order.customer_token_hash.matches(&token);
-    if !(is_baker | is_customer) {
-        return Err(ApiError::NotFound);
-    }
-    let mut waited = None;
-    if let (Some(step), Some(reached)) = (wait_for, reached) {
-        if order.at(step).is_none() {
-            let wait =
-                prefer_wait(&headers).map_or(deps.max_wait, |asked| asked.min(deps.max_wait));
-            waited = Some(wait);
-            order = match tokio::time::timeout(wait, reached).await {
-                Ok(Some(order)) => order,
-                // The wait is over, or the store stopped watching: the order
-                // as it is now.
-                Ok(None) | Err(_) => read().await?,
-            };
-        }
-    }
+    let wait = wait_for.map(|step| WaitFor {
+        step,
+        at_most: prefer_wait(&headers).map_or(deps.max_wait, |asked| asked.min(deps.max_wait)),
+    });
+    let OrderRead { order, waited } =
+        use_cases::read_order(&*deps.store, &deps.baker_token, order_id, &token, wait).await?;
     let mut response = Json(order).into_response();
     if let Some(wait) = waited {
         if let Ok(applied) = HeaderValue::from_str(&format!("wait={}", wait.as_secs())) {

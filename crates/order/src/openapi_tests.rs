@@ -12,6 +12,7 @@ use axum::http::Request;
 use domain::memory::{MemoryQueue, MemoryStore, placed_order};
 use domain::ports::AdvanceThenSend;
 use domain::validation::{FieldError, ValidationErrors};
+use domain::{Status, Step};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;

@@ -1,8 +1,11 @@
 use super::*;
 use axum::body::Body;
 use axum::http::Request;
+use chrono::Utc;
+use domain::events::EventType;
 use domain::memory::MemoryStore;
-use domain::ports::StoreError;
+use domain::ports::{NewOrder, Placed, StoreError};
+use domain::{Order, Step};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
