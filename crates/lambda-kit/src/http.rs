@@ -97,6 +97,24 @@ impl ApiError {
         }
     }
 
+    /// What a person can do about it, as the problem's `detail` says: for
+    /// pages that show the problem in their own words around it.
+    pub fn detail(&self) -> String {
+        self.describe().2
+    }
+
+    /// Logs what the answer does not show: internal errors, and requests
+    /// refused because the bakery is busy. Answering with
+    /// [`IntoResponse::into_response`] does it; a page that shows the
+    /// error in its own answer calls it.
+    pub fn log(&self) {
+        match self {
+            ApiError::Internal(why) => tracing::error!(error = %why, "request failed"),
+            ApiError::Unavailable(why) => tracing::warn!(error = %why, "request refused: busy"),
+            _ => {}
+        }
+    }
+
     /// `(type slug, title, detail)`.
     fn describe(&self) -> (&'static str, &'static str, String) {
         match self {
@@ -211,11 +229,7 @@ impl From<ValidationErrors> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        match &self {
-            ApiError::Internal(why) => tracing::error!(error = %why, "request failed"),
-            ApiError::Unavailable(why) => tracing::warn!(error = %why, "request refused: busy"),
-            _ => {}
-        }
+        self.log();
         let status = self.status_code();
         let (slug, title, detail) = self.describe();
         let problem = Problem {
