@@ -138,15 +138,12 @@ impl Bakery {
             &config.customer_service_email,
         )?;
 
+        // Each part is built once; the functions and the pages share it.
         let baker_token = TokenHash::of(&secrets.baker_token);
+        let customer_tokens = CustomerTokens::new(secrets.customer_token_secret.clone());
         let pages = web::router(web::WebDeps {
-            order_api: order::router(order::Deps {
-                store: store.clone(),
-                catalog: catalog.clone(),
-                customer_tokens: CustomerTokens::new(secrets.customer_token_secret.clone()),
-                baker_token,
-                max_wait: tuning.max_wait(),
-            }),
+            store: store.clone(),
+            customer_tokens: customer_tokens.clone(),
             queries,
             // The runner is the operator's own process, on either backend.
             operations: Some(operations),
@@ -157,7 +154,7 @@ impl Bakery {
             order::Deps {
                 store: store.clone(),
                 catalog,
-                customer_tokens: CustomerTokens::new(secrets.customer_token_secret.clone()),
+                customer_tokens: customer_tokens.clone(),
                 baker_token,
                 max_wait: tuning.max_wait(),
             },
@@ -178,7 +175,7 @@ impl Bakery {
                 mailer: mailer.clone(),
                 baker_email: config.baker_email.clone(),
                 public_url: Some(public_url),
-                customer_tokens: CustomerTokens::new(secrets.customer_token_secret.clone()),
+                customer_tokens,
             },
             dispatch: dispatch::Deps { to_delivery },
             notify_delivery: notify_delivery::Deps {

@@ -48,7 +48,8 @@ async fn main() -> Result<(), Error> {
                 max_wait: Duration::ZERO,
             };
             let pages = web::router(web::WebDeps {
-                order_api: order::router(deps.clone()),
+                store: store.clone(),
+                customer_tokens: deps.customer_tokens.clone(),
                 queries: store.clone(),
                 operations: None,
                 catalog: catalog.clone(),

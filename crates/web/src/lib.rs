@@ -13,7 +13,9 @@
 //! by this router: the pages load nothing from elsewhere, and a
 //! Content-Security-Policy says so. The script talks to the JSON API (the
 //! `order`, `fulfilled` and `delivered` functions) and to the few JSON
-//! endpoints here that only the pages need.
+//! endpoints here that only the pages need. The shop's form posted without
+//! script places its order through the same use case as `POST /order`
+//! ([`use_cases::place_order`]).
 //!
 //! [`router`] is a plain axum [`Router`]: the local runner merges it beside
 //! the API, and on AWS the `order` function can merge it into its own.
@@ -46,20 +48,21 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use domain::Catalog;
-use domain::auth::TokenHash;
-use domain::ports::{Operations, OrderQueries};
+use domain::auth::{CustomerTokens, TokenHash};
+use domain::ports::{Operations, OrderQueries, OrderStore};
 use domain::validation::limits;
 use lambda_kit::http::{ApiError, PathSegment, no_store};
 
 /// What the pages need.
 #[derive(Clone)]
 pub struct WebDeps {
-    /// The `order` function's router (`order::router`). The shop's form
-    /// posted without script is sent through it, so such an order is placed
-    /// exactly like one placed through `POST /order`. Taken as a router
-    /// rather than built here so that the `order` function can serve these
-    /// pages too without a dependency cycle.
-    pub order_api: Router,
+    /// The order table with its stream: the shop's form posted without
+    /// script places its order there through [`use_cases::place_order`],
+    /// exactly as `POST /order` does.
+    pub store: Arc<dyn OrderStore>,
+    /// The key of the customers' tokens: the shop's confirmation carries
+    /// the order's token in its tracking link.
+    pub customer_tokens: CustomerTokens,
     /// Orders by status, for the cake maker.
     pub queries: Arc<dyn OrderQueries>,
     /// Lag, depths and dead letters, for the operator. `None`: no operator

@@ -3,18 +3,18 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderValue, Request, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use bytes::Bytes;
-use domain::validation::limits;
+use domain::correlation;
+use domain::validation::{FieldError, OrderRequest};
 use domain::{OrderId, Step};
 use lambda_kit::http::{ApiError, PathSegment};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use tower::ServiceExt;
+use use_cases::{PlaceOrder, PlacedOrder};
 
 use crate::AppState;
 use domain::money::format_money;
@@ -92,14 +92,6 @@ pub(crate) struct ShopForm {
     pub idempotency_key: String,
 }
 
-/// One problem with one field, from the API's problem+json `errors`.
-#[derive(Debug, Deserialize)]
-pub(crate) struct ShownError {
-    #[serde(default)]
-    pub field: String,
-    pub message: String,
-}
-
 /// A placed order, for the confirmation shown without script.
 pub(crate) struct PlacedView {
     /// [`OrderId::number`], what people read.
@@ -119,7 +111,7 @@ pub(crate) struct ShopPage {
     pub currency: String,
     pub products: Vec<ProductView>,
     pub form: ShopForm,
-    pub errors: Vec<ShownError>,
+    pub errors: Vec<FieldError>,
     /// A problem not about one field (busy, a reused key, ...).
     pub problem: Option<String>,
     pub placed: Option<PlacedView>,
@@ -222,12 +214,12 @@ fn order_body(form: &ShopForm) -> Value {
     Value::Object(body)
 }
 
-/// The shop's form posted without script: the order goes through the
-/// `order` function's own handler, and the answer becomes a page (the
-/// confirmation, or the form again with every error beside its field).
-/// No redirect: the confirmation holds the customer's token, which must
-/// not end up in a URL; a reload posts again with the same key and shows
-/// the same order.
+/// The shop's form posted without script: the order is placed by
+/// [`use_cases::place_order`], as one sent to `POST /order` is, and the
+/// result becomes a page (the confirmation, or the form again with every
+/// error beside its field). No redirect: the confirmation holds the
+/// customer's token, which must not end up in a URL; a reload posts again
+/// with the same key and shows the same order.
 pub(crate) async fn shop_order(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
@@ -246,66 +238,51 @@ pub(crate) async fn shop_order(
     if domain::validation::idempotency_key(&form.idempotency_key).is_err() {
         form.idempotency_key = new_idempotency_key();
     }
-    let json = serde_json::to_vec(&order_body(&form)).unwrap_or_default();
-    let request = Request::post("/order")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header("idempotency-key", form.idempotency_key.as_str())
-        .body(Body::from(json));
+    let deps = &state.deps;
+    let request = OrderRequest::parse(&order_body(&form), &deps.catalog);
+    let mut page = ShopPage::new(&state, form);
     let request = match request {
         Ok(request) => request,
-        Err(error) => return ApiError::Internal(error.to_string()).into_response(),
+        Err(errors) => {
+            page.errors = errors.0;
+            return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+        }
     };
-    let response = match state.deps.order_api.clone().oneshot(request).await {
-        Ok(response) => response,
-        Err(never) => match never {},
+    let place = PlaceOrder {
+        request,
+        idempotency_key: Some(page.form.idempotency_key.clone()),
+        correlation_id: correlation::new_id(),
     };
-    let status = response.status();
-    let answer: Value = match axum::body::to_bytes(response.into_body(), limits::BODY_BYTES * 4)
-        .await
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-    {
-        Some(answer) => answer,
-        None => return ApiError::Internal("unreadable order answer".into()).into_response(),
-    };
-
-    let mut page = ShopPage::new(&state, form);
-    if status == StatusCode::CREATED {
-        let text = |key: &str| answer[key].as_str().unwrap_or_default().to_string();
-        let order_id = text("orderId");
-        page.placed = Some(PlacedView {
-            tracking_link: format!("/track/{order_id}#token={}", text("customerToken")),
-            order_number: OrderId::parse(&order_id)
-                .map(|id| id.number())
-                .unwrap_or(order_id),
-            product_name: text("productName"),
-            quantity: answer["quantity"].as_u64().unwrap_or_default(),
-            total: format_money(
-                answer["totalCents"].as_u64().unwrap_or_default(),
-                answer["currency"].as_str().unwrap_or_default(),
-            ),
-            email: answer["email"].as_str().map(str::to_string),
-        });
-        return render(StatusCode::OK, &page);
+    let placed =
+        use_cases::place_order(&*deps.store, &deps.catalog, &deps.customer_tokens, place).await;
+    match placed {
+        Ok(PlacedOrder {
+            order,
+            customer_token,
+            ..
+        }) => {
+            page.placed = Some(PlacedView {
+                order_number: order.order_id.number(),
+                tracking_link: format!("/track/{}#token={customer_token}", order.order_id),
+                product_name: order.product_name,
+                quantity: u64::from(order.quantity),
+                total: format_money(order.total_cents, &order.currency),
+                email: order.email,
+            });
+            render(StatusCode::OK, &page)
+        }
+        Err(error) => {
+            if error == use_cases::Error::IdempotencyKeyReused {
+                // A reused key means this form was already used for another
+                // order: a new key lets the customer send this one.
+                page.form.idempotency_key = new_idempotency_key();
+            }
+            let error = ApiError::from(error);
+            error.log();
+            page.problem = Some(error.detail());
+            render(error.status_code(), &page)
+        }
     }
-    page.errors = serde_json::from_value(answer["errors"].clone()).unwrap_or_default();
-    if page.errors.is_empty() {
-        page.problem = Some(
-            answer["detail"]
-                .as_str()
-                .unwrap_or("the order could not be placed; please try again")
-                .to_string(),
-        );
-    }
-    let reused = answer["type"]
-        .as_str()
-        .is_some_and(|kind| kind.ends_with("/idempotency-key-reused"));
-    if reused {
-        // A reused key means this form was already used for another order:
-        // a new key lets the customer send this one.
-        page.form.idempotency_key = new_idempotency_key();
-    }
-    render(status, &page)
 }
 
 // ---------------------------------------------------------------- tracking

@@ -34,15 +34,9 @@ fn setup_serving_operators(with_operator: bool) -> Setup {
     let store = Arc::new(MemoryStore::default());
     let operations = Arc::new(MemoryOperations::default());
     let catalog = Arc::new(Catalog::default());
-    let order_api = order::router(order::Deps {
-        store: store.clone(),
-        catalog: catalog.clone(),
-        customer_tokens: CustomerTokens::new("customer-secret"),
-        baker_token: TokenHash::of(BAKER),
-        max_wait: std::time::Duration::ZERO,
-    });
     let app = router(WebDeps {
-        order_api,
+        store: store.clone(),
+        customer_tokens: CustomerTokens::new("customer-secret"),
         queries: store.clone(),
         operations: with_operator.then(|| operations.clone() as Arc<dyn Operations>),
         catalog,
@@ -249,6 +243,46 @@ async fn the_form_without_script_shows_each_error_beside_its_field() {
         html.contains(r#"value="shop-test-key-2""#),
         "the key is kept"
     );
+}
+
+#[tokio::test]
+async fn the_form_without_script_says_when_the_order_could_not_be_placed() {
+    let Setup { app, store, .. } = setup();
+    let form = |quantity| {
+        [
+            ("idempotencyKey", "shop-test-key-3"),
+            ("name", "Ada Lovelace"),
+            ("address", "12 Analytical Row"),
+            ("productId", "3"),
+            ("quantity", quantity),
+        ]
+    };
+    *store.failure.lock().unwrap() = Some(domain::ports::StoreError::Unavailable(
+        "database is locked".into(),
+    ));
+    let busy = post_form(&app, &form("2")).await;
+    assert_eq!(busy.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        busy.text.contains("the bakery is busy; retry"),
+        "{}",
+        busy.text
+    );
+    assert!(!busy.text.contains("locked"), "no internal detail");
+    assert!(
+        busy.text.contains(r#"value="shop-test-key-3""#),
+        "a retry keeps the key"
+    );
+    assert_eq!(store.order_count(), 0);
+
+    *store.failure.lock().unwrap() = None;
+    assert_eq!(post_form(&app, &form("2")).await.status, StatusCode::OK);
+    // The same key for another order: refused, and the form gets a new
+    // key so the customer can send this one.
+    let reused = post_form(&app, &form("3")).await;
+    assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(reused.text.contains("already used for a different request"));
+    assert!(!reused.text.contains(r#"value="shop-test-key-3""#));
+    assert_eq!(store.order_count(), 1);
 }
 
 #[tokio::test]
