@@ -4,8 +4,8 @@
 //! Nothing in this crate does IO. The compiler keeps it that way: there is no
 //! AWS SDK, no SQLite and no async runtime among its dependencies. Adapters
 //! (the `embedded` crate for one machine, the AWS adapters for the cloud)
-//! implement the [`ports`]; the Lambda crates hold handlers written against
-//! those ports.
+//! implement the [`ports`]; the use cases (the `use-cases` crate) and the
+//! Lambda crates' handlers are written against those ports.
 //!
 //! # Layout
 //!
@@ -23,7 +23,7 @@
 //! - [`ports`]: the traits adapters implement, with the errors they must
 //!   return.
 //! - `memory` (feature `memory`): in-memory adapters of every port, for
-//!   unit tests of the handlers.
+//!   unit tests of the use cases and the handlers.
 
 pub mod auth;
 pub mod catalog;

@@ -10,7 +10,8 @@
 //! - [`batch`]: running a handler over a Kinesis or SQS batch and reporting
 //!   the records that failed, as `ReportBatchItemFailures` expects.
 //! - [`logs`]: the span that gives every log line about an order its
-//!   order id and correlation id.
+//!   order id and correlation id (the use cases, in the `use-cases`
+//!   crate, log in it too).
 //! - [`metrics`]: orders placed and step latencies, written as
 //!   CloudWatch Embedded Metric Format lines by the deployed functions.
 //! - [`partner`]: notifying a partner once per order step.
