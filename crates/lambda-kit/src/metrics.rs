@@ -3,9 +3,9 @@
 //!
 //! The use cases and handlers record them through the `metrics` facade.
 //! A deployed function installs [`install_embedded_metric_format`] and
-//! [`flush`]es after each invocation: the metrics leave as one CloudWatch Embedded Metric Format
-//! line on standard output, which CloudWatch Logs turns into metrics of
-//! the namespace [`NAMESPACE`] with no API call. The local runner installs
+//! [`flush`]es after each invocation: the metrics leave as one CloudWatch
+//! Embedded Metric Format line on standard output, which CloudWatch Logs
+//! turns into metrics of the namespace [`NAMESPACE`] with no API call. The local runner installs
 //! no recorder, and recording costs nothing there.
 //!
 //! The names are the dashboard's and the alarms' (template.yaml,
