@@ -108,10 +108,14 @@ impl SmtpServer {
         }
     }
 
-    /// Messages accepted (DATA answered 250) that mention `needle`.
-    fn messages_about(&self, needle: &str) -> usize {
+    /// Messages accepted (DATA answered 250) to `to` that mention `needle`.
+    fn messages_about(&self, to: &str, needle: &str) -> usize {
         let state = self.state.lock().unwrap();
-        state.messages.iter().filter(|m| m.contains(needle)).count()
+        state
+            .messages
+            .iter()
+            .filter(|m| header_line(m, "To").contains(to) && m.contains(needle))
+            .count()
     }
 
     fn messages(&self) -> usize {
@@ -210,7 +214,7 @@ async fn smtp_refusing_or_down_dead_letters_baker_emails_and_redrive_sends_each_
 
     let ann = id_of(&bakery.order("Ann").await);
     wait_for(&bakery, &ann, "baker_notified", LIMIT).await;
-    assert_eq!(smtp.messages_about(&ann), 1);
+    assert_eq!(smtp.messages_about(BAKER_EMAIL, &ann), 1);
 
     // The server refuses for a while: the record is retried with backoff
     // (the stream shard waits meanwhile), then dead-lettered with the reason.
@@ -235,7 +239,7 @@ async fn smtp_refusing_or_down_dead_letters_baker_emails_and_redrive_sends_each_
             _ => "refused".to_string(),
         };
         assert!(reason.contains(&expected), "{expected} in {reason}");
-        assert_eq!(smtp.messages_about(&id), 0);
+        assert_eq!(smtp.messages_about(BAKER_EMAIL, &id), 0);
         failing.push(id);
     }
     assert_eq!(smtp.refused(), 6, "451 and 421: max-tries each");
@@ -245,7 +249,7 @@ async fn smtp_refusing_or_down_dead_letters_baker_emails_and_redrive_sends_each_
     smtp.set_mode(SmtpMode::Up).await;
     let eve = id_of(&bakery.order("Eve").await);
     wait_for(&bakery, &eve, "baker_notified", LIMIT).await;
-    assert_eq!(smtp.messages_about(&eve), 1);
+    assert_eq!(smtp.messages_about(BAKER_EMAIL, &eve), 1);
     for id in &failing {
         let order = bakery.order_status(id).await;
         assert!(!steps_of(&order).contains(&"baker_notified".to_string()));
@@ -257,13 +261,23 @@ async fn smtp_refusing_or_down_dead_letters_baker_emails_and_redrive_sends_each_
         wait_for(&bakery, id, "baker_notified", LIMIT).await;
     }
     assert!(dead_letters(&bakery).await.is_empty());
+    // Each order's confirmation waited with its baker email, and went once.
     for id in failing.iter().chain([&ann, &eve]) {
-        assert_eq!(smtp.messages_about(id), 1, "exactly one email for {id}");
+        assert_eq!(
+            smtp.messages_about(BAKER_EMAIL, id),
+            1,
+            "exactly one email for {id}"
+        );
+        assert_eq!(
+            smtp.messages_about(CUSTOMER_EMAIL, id),
+            1,
+            "one confirmation for {id}"
+        );
     }
-    assert_eq!(smtp.messages(), 5);
+    assert_eq!(smtp.messages(), 10);
     println!(
         "smtp faults: 5 orders, 6 refused MAILs, 1 closed port, 3 dead letters redriven, \
-         5 messages delivered, 0 duplicates ({:.1} s)",
+         5 baker emails and 5 confirmations delivered, 0 duplicates ({:.1} s)",
         started.elapsed().as_secs_f64()
     );
 }
@@ -454,7 +468,7 @@ async fn sigkill_25_times_under_load_loses_nothing_acknowledged() {
     // Everything settles: one baker email, one delivery call and one
     // feedback call per order.
     eventually("every partner call and email", LIMIT, || async {
-        (bakery.emails().len() >= orders
+        (bakery.baker_emails().len() >= orders
             && delivery.accepted_ids().len() >= orders
             && care.accepted_ids().len() >= orders)
             .then_some(())
@@ -468,8 +482,8 @@ async fn sigkill_25_times_under_load_loses_nothing_acknowledged() {
     );
     let keys: HashSet<_> = done.iter().map(|(_, key)| key.clone()).collect();
     assert_eq!(keys.len(), orders);
-    assert_eq!(bakery.emails().len(), stored, "baker emails");
-    let emails = bakery.emails();
+    assert_eq!(bakery.baker_emails().len(), stored, "baker emails");
+    let emails = bakery.baker_emails();
     for (id, _) in &done {
         let mails = emails.iter().filter(|(_, text)| text.contains(id.as_str()));
         assert_eq!(mails.count(), 1, "baker emails for {id}");
@@ -515,7 +529,7 @@ async fn sigkill_25_times_under_load_loses_nothing_acknowledged() {
         load.after_retry.load(Ordering::Relaxed),
         load.acknowledged.load(Ordering::Relaxed),
         load.failed.load(Ordering::Relaxed),
-        bakery.emails().len(),
+        bakery.baker_emails().len(),
         delivery.accepted_ids().len(),
         delivery.accepted_calls(),
         care.accepted_ids().len(),

@@ -67,6 +67,18 @@ async fn one_order_walks_the_whole_flow() {
         );
     }
 
+    // The customer, who gave an address, gets their confirmation with the
+    // private link that opens the order (quoted-printable, as mail is).
+    let confirmation = bakery.emails_to(CUSTOMER_EMAIL, &order_id);
+    assert_eq!(confirmation.len(), 1);
+    assert!(header_line(&confirmation[0], "Subject").contains(&number));
+    let text = confirmation[0]
+        .replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=");
+    let link = format!("{}/track/{order_id}#token={customer_token}", bakery.url);
+    assert!(text.contains(&link), "no {link} in\n{text}");
+
     // The customer may read their order; a stranger may not.
     let (status, _) = bakery
         .get(&format!("/order/{order_id}"), Some(&customer_token))
@@ -127,7 +139,7 @@ async fn one_order_walks_the_whole_flow() {
         .map(|s| s["at"].as_str().unwrap().parse().unwrap())
         .collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
-    assert_eq!(bakery.emails().len(), 3, "one email per person, no more");
+    assert_eq!(bakery.emails().len(), 4, "one email per person, no more");
 }
 
 /// Runs `work` on every item with `concurrency` at once.
@@ -216,13 +228,13 @@ async fn five_hundred_concurrent_orders_each_complete_exactly_once() {
     })
     .await;
     eventually("500 baker emails", LIMIT, || async {
-        (bakery.emails().len() >= 500).then_some(())
+        (bakery.baker_emails().len() >= 500).then_some(())
     })
     .await;
     finish_orders(&bakery, &delivery, &care, &orders).await;
 
     assert_eq!(
-        bakery.emails().len(),
+        bakery.baker_emails().len(),
         500,
         "exactly one baker email per order"
     );
@@ -288,7 +300,7 @@ async fn sigkill_in_the_middle_loses_no_acknowledged_order() {
         results.into_iter().flatten().collect::<Vec<_>>()
     });
     eventually("some baker emails before the kill", LIMIT, || async {
-        (bakery.emails().len() >= 50).then_some(())
+        (bakery.baker_emails().len() >= 50).then_some(())
     })
     .await;
     bakery.kill9().await;
@@ -305,7 +317,7 @@ async fn sigkill_in_the_middle_loses_no_acknowledged_order() {
         "a baker email for every acknowledged order",
         LIMIT,
         || async {
-            let emails = bakery.emails();
+            let emails = bakery.baker_emails();
             acknowledged
                 .iter()
                 .all(|(id, _)| emails.iter().any(|(_, text)| text.contains(id.as_str())))
@@ -357,7 +369,7 @@ async fn sigkill_in_the_middle_loses_no_acknowledged_order() {
     println!(
         "acknowledged {}, baker emails {}, delivery calls {} ({} repeated), feedback calls {}",
         acknowledged.len(),
-        bakery.emails().len(),
+        bakery.baker_emails().len(),
         delivery.accepted_calls(),
         repeats,
         care.accepted_calls()
@@ -538,7 +550,7 @@ async fn ctrl_c_stops_cleanly_and_a_restart_keeps_everything() {
     let (status, _) = bakery.get(&format!("/order/{order_id}"), Some(token)).await;
     assert_eq!(status, 200);
     wait_for_step(&bakery, &order_id, "baker_notified").await;
-    assert_eq!(bakery.emails().len(), 1);
+    assert_eq!(bakery.baker_emails().len(), 1);
 }
 
 mod aws;

@@ -170,11 +170,21 @@ async fn tokens_are_stored_hashed_and_never_logged() {
 
     // Stored hashed: neither token is anywhere in the data directory (the
     // database, its WAL, the outbox, the other secrets), except the baker
-    // token's own file.
+    // token's own file and the customer's own confirmation email, whose
+    // link carries their token (quoted-printable: `=` is `=3D` there).
     assert!(files.iter().any(|(p, _)| p.ends_with("bakery.sqlite3")));
+    let confirmation =
+        |path: &std::path::Path| path.to_string_lossy().ends_with(".confirmation.eml");
+    let confirmations: Vec<_> = files.iter().filter(|(p, _)| confirmation(p)).collect();
+    assert_eq!(confirmations.len(), 1, "the customer's confirmation");
+    let mail = String::from_utf8_lossy(&confirmations[0].1)
+        .replace("=\r\n", "")
+        .replace("=\n", "");
+    assert_eq!(header_line(&mail, "To"), secrets.email);
+    assert!(mail.contains(&secrets.customer_token), "{mail}");
     for (path, bytes) in &files {
         assert!(
-            !contains(bytes, &secrets.customer_token),
+            confirmation(path) || !contains(bytes, &secrets.customer_token),
             "customer token in {}",
             path.display()
         );
@@ -380,7 +390,11 @@ async fn email_header_injection_is_impossible_and_mail_is_plain_text() {
         wait_for(&bakery, &id, "customer_service_notified", LIMIT).await;
     }
     let emails = bakery.emails();
-    assert_eq!(emails.len(), 6, "baker, delivery and care, for two orders");
+    assert_eq!(
+        emails.len(),
+        8,
+        "baker, customer, delivery and care, for two orders"
+    );
     for (file, message) in &emails {
         let headers: Vec<&str> = message.lines().take_while(|l| !l.is_empty()).collect();
         let named = |name: &str| {
@@ -416,6 +430,7 @@ async fn email_header_injection_is_impossible_and_mail_is_plain_text() {
         assert!(
             [
                 "baker@bakery.local",
+                CUSTOMER_EMAIL,
                 "dispatch@delivery.local",
                 "care@bakery.local"
             ]
@@ -516,7 +531,11 @@ async fn webhook_urls_come_only_from_configuration() {
         0,
         "the URL is not even stored"
     );
-    assert_eq!(bakery.emails().len(), 3, "the partners got their emails");
+    assert_eq!(
+        bakery.emails().len(),
+        4,
+        "the cake maker, the customer and the partners got their emails"
+    );
 }
 
 /// Sends `body` to `/order` with a `field` of `len` copies of `unit`.
@@ -542,7 +561,9 @@ async fn limits_on_bodies_fields_and_quantities_hold_at_their_edges() {
         assert_eq!(body["errors"][0]["code"], "too_long");
     }
     let local = "a".repeat(64);
-    let email = format!("{local}@{}.example", "d".repeat(254 - 64 - 1 - 8));
+    // DNS labels are at most 63 characters: three of them and the top one.
+    let label = "d".repeat(63);
+    let email = format!("{local}@{label}.{label}.{}.example", "d".repeat(53));
     assert_eq!(email.len(), 254);
     assert_eq!(with_field(&bakery, "email", json!(email)).await.0, 201);
     let email = format!("a{email}");

@@ -137,6 +137,15 @@ impl Bakery {
             .collect()
     }
 
+    /// Emails to the cake maker: one per order. (Customers who give an
+    /// address, as [`order_body`] does, get a confirmation besides.)
+    pub fn baker_emails(&self) -> Vec<(String, String)> {
+        self.emails()
+            .into_iter()
+            .filter(|(_, text)| header_line(text, "To").contains(BAKER_EMAIL))
+            .collect()
+    }
+
     /// Emails to `to` that mention `needle`.
     pub fn emails_to(&self, to: &str, needle: &str) -> Vec<String> {
         self.emails()
@@ -214,13 +223,18 @@ async fn answer(response: reqwest::Response) -> (u16, Value) {
     (status, body)
 }
 
+/// The runner's default cake maker's address.
+pub const BAKER_EMAIL: &str = "baker@bakery.local";
+/// The customer's address in [`order_body`].
+pub const CUSTOMER_EMAIL: &str = "ada@example.com";
+
 pub fn order_body(name: &str) -> Value {
     json!({
         "name": name,
         "address": "12 Analytical Row\nLondon",
         "productId": 1,
         "quantity": 2,
-        "email": "ada@example.com"
+        "email": CUSTOMER_EMAIL
     })
 }
 
