@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+
 use std::time::{Duration, Instant};
 
 use aws_adapters::clients::MAX_ATTEMPTS;
@@ -889,58 +889,24 @@ async fn aws_sigkill_15_times_under_load_loses_nothing_acknowledged() {
             &care.url,
         ])
         .await;
-    let url = Arc::new(RwLock::new(bakery.url.clone()));
-    let load = Arc::new(Load::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
-    let next = Arc::new(AtomicUsize::new(0));
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|_| {
-            let (client, url, load, stop, next) = (
-                client.clone(),
-                url.clone(),
-                load.clone(),
-                stop.clone(),
-                next.clone(),
-            );
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    one_order(client.clone(), url.clone(), load.clone(), n, "aws-kill").await;
-                }
-            })
-        })
-        .collect();
-
-    // Kill at random moments: after a random 3-10 acknowledged answers since
-    // the last start and a random 0-30 ms more, so kills land with
-    // requests, stream batches, queue messages, emails and partner calls in
-    // flight. The runner restarts on the same resources (its state is in
-    // DynamoDB, Kinesis and SQS) and a new port; the clients follow it.
-    let mut restarts = Duration::ZERO;
-    for _ in 0..KILLS {
-        let before = load.acknowledged.load(Ordering::Relaxed);
-        let wait_for = before + 3 + random_below(8) as usize;
-        eventually("acknowledged answers between kills", LIMIT, || async {
-            (load.acknowledged.load(Ordering::Relaxed) >= wait_for).then_some(())
-        })
-        .await;
-        tokio::time::sleep(Duration::from_millis(random_below(31))).await;
-        let restarting = Instant::now();
-        bakery.kill9().await;
-        bakery.restart().await;
-        restarts += restarting.elapsed();
-        *url.write().unwrap() = bakery.url.clone();
-    }
-    let killed_at = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    for worker in workers {
-        worker.await.unwrap();
-    }
-    let done = load.done.lock().unwrap().clone();
+    // Each kill after 3-10 acknowledged answers since the last start. The
+    // runner restarts on the same resources (its state is in DynamoDB,
+    // Kinesis and SQS).
+    let KillRun {
+        load,
+        done,
+        killed_at,
+        restarts,
+        ..
+    } = kill_under_load(
+        &mut bakery,
+        KILLS,
+        WORKERS,
+        (3, 8),
+        Duration::from_secs(20),
+        "aws-kill",
+    )
+    .await;
     let orders = done.len();
 
     // Everything settles: every acknowledged order is delivered and

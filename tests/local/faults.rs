@@ -9,8 +9,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -415,54 +415,22 @@ async fn sigkill_25_times_under_load_loses_nothing_acknowledged() {
         &care.url,
     ])
     .await;
-    let url = Arc::new(RwLock::new(bakery.url.clone()));
-    let load = Arc::new(Load::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let next = Arc::new(AtomicUsize::new(0));
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|_| {
-            let (client, url, load, stop, next) = (
-                client.clone(),
-                url.clone(),
-                load.clone(),
-                stop.clone(),
-                next.clone(),
-            );
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    one_order(client.clone(), url.clone(), load.clone(), n, "kill-test").await;
-                }
-            })
-        })
-        .collect();
-
-    // Kill at random moments: after a random number (5-40) of acknowledged
-    // answers since the last start and a random 0-30 ms more, so every kill
-    // lands under load, with requests, batches and partner calls in flight.
-    for _ in 0..KILLS {
-        let before = load.acknowledged.load(Ordering::Relaxed);
-        let wait_for = before + 5 + random_below(36) as usize;
-        eventually("acknowledged answers between kills", LIMIT, || async {
-            (load.acknowledged.load(Ordering::Relaxed) >= wait_for).then_some(())
-        })
-        .await;
-        tokio::time::sleep(Duration::from_millis(random_below(31))).await;
-        bakery.kill9().await;
-        bakery.restart().await;
-        *url.write().unwrap() = bakery.url.clone();
-    }
-    let killed_at = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    for worker in workers {
-        worker.await.unwrap();
-    }
-    let workers_done = started.elapsed();
-    let done = load.done.lock().unwrap().clone();
+    // Each kill after 5-40 acknowledged answers since the last start.
+    let KillRun {
+        load,
+        done,
+        killed_at,
+        workers_done,
+        ..
+    } = kill_under_load(
+        &mut bakery,
+        KILLS,
+        WORKERS,
+        (5, 36),
+        Duration::from_secs(10),
+        "kill-test",
+    )
+    .await;
     let orders = done.len();
 
     // Everything settles: one baker email, one delivery call and one

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -623,4 +623,91 @@ pub async fn one_order(
         load.acknowledged.fetch_add(1, Ordering::Relaxed);
     }
     load.done.lock().unwrap().push((id, key));
+}
+
+/// What [`kill_under_load`] saw.
+pub struct KillRun {
+    pub load: Arc<Load>,
+    /// (order id, Idempotency-Key) of every order that completed.
+    pub done: Vec<(String, String)>,
+    /// From the start to the last kill's restart.
+    pub killed_at: Duration,
+    /// From the start until every worker finished its order in hand.
+    pub workers_done: Duration,
+    /// Time spent restarting the bakery, all kills together.
+    pub restarts: Duration,
+}
+
+/// `workers` customers each placing whole orders ([`one_order`]) back to
+/// back while the bakery is killed with SIGKILL `kills` times and started
+/// again on the same data (its clients follow it to its new port). Each
+/// kill comes after `answers_after.0` plus a random `0..answers_after.1`
+/// acknowledged answers since the last start and a random 0-30 ms more, so
+/// every kill lands under load, with requests, batches, emails and partner
+/// calls in flight. The workers stop after the last restart, finishing the
+/// order each has in hand.
+pub async fn kill_under_load(
+    bakery: &mut Bakery,
+    kills: usize,
+    workers: usize,
+    answers_after: (usize, u64),
+    request_timeout: Duration,
+    key_prefix: &str,
+) -> KillRun {
+    let started = Instant::now();
+    let url = Arc::new(RwLock::new(bakery.url.clone()));
+    let load = Arc::new(Load::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = reqwest::Client::builder()
+        .timeout(request_timeout)
+        .build()
+        .unwrap();
+    let next = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..workers)
+        .map(|_| {
+            let (client, url, load, stop, next) = (
+                client.clone(),
+                url.clone(),
+                load.clone(),
+                stop.clone(),
+                next.clone(),
+            );
+            let key_prefix = key_prefix.to_string();
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    one_order(client.clone(), url.clone(), load.clone(), n, &key_prefix).await;
+                }
+            })
+        })
+        .collect();
+
+    let mut restarts = Duration::ZERO;
+    for _ in 0..kills {
+        let before = load.acknowledged.load(Ordering::Relaxed);
+        let wait_for = before + answers_after.0 + random_below(answers_after.1) as usize;
+        eventually("acknowledged answers between kills", LIMIT, || async {
+            (load.acknowledged.load(Ordering::Relaxed) >= wait_for).then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(random_below(31))).await;
+        let restarting = Instant::now();
+        bakery.kill9().await;
+        bakery.restart().await;
+        restarts += restarting.elapsed();
+        *url.write().unwrap() = bakery.url.clone();
+    }
+    let killed_at = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let done = load.done.lock().unwrap().clone();
+    KillRun {
+        load,
+        done,
+        killed_at,
+        workers_done: started.elapsed(),
+        restarts,
+    }
 }
