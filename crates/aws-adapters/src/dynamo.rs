@@ -535,35 +535,17 @@ fn decode(item: &HashMap<String, AttributeValue>) -> Result<Stored, StoreError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use domain::StepTime;
     use uuid::Uuid;
 
+    /// The shared test order, at a known time with a known token.
     fn order() -> Order {
-        let at = DateTime::parse_from_rfc3339("2026-11-24T10:00:00Z")
+        let mut order = domain::memory::placed_order();
+        order.order_id = OrderId(Uuid::from_u128(7));
+        order.timeline[0].at = DateTime::parse_from_rfc3339("2026-11-24T10:00:00Z")
             .map(|t| t.with_timezone(&Utc))
             .unwrap_or_default();
-        Order {
-            order_id: OrderId(Uuid::from_u128(7)),
-            status: Status::Placed,
-            name: "Ada".into(),
-            address: "1 Cake Street".into(),
-            email: None,
-            product_id: "2".into(),
-            product_name: "Carrot cake".into(),
-            quantity: 1,
-            unit_price_cents: 2800,
-            total_cents: 2800,
-            currency: "EUR".into(),
-            fulfillment_id: None,
-            delivery_company_id: None,
-            order_review: None,
-            timeline: vec![StepTime {
-                step: Step::Placed,
-                at,
-            }],
-            correlation_id: None,
-            customer_token_hash: TokenHash::of("secret"),
-        }
+        order.customer_token_hash = TokenHash::of("secret");
+        order
     }
 
     #[test]

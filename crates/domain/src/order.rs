@@ -252,36 +252,9 @@ impl Order {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    pub(crate) fn sample_order() -> Order {
-        let at = DateTime::parse_from_rfc3339("2026-11-24T10:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        Order {
-            order_id: OrderId(uuid::Uuid::nil()),
-            status: Status::Placed,
-            name: "Ada".into(),
-            address: "1 Cake Street".into(),
-            email: None,
-            product_id: "1".into(),
-            product_name: "Chocolate cake".into(),
-            quantity: 2,
-            unit_price_cents: 3200,
-            total_cents: 6400,
-            currency: "EUR".into(),
-            fulfillment_id: None,
-            delivery_company_id: None,
-            order_review: None,
-            timeline: vec![StepTime {
-                step: Step::Placed,
-                at,
-            }],
-            correlation_id: None,
-            customer_token_hash: TokenHash::default(),
-        }
-    }
+    use crate::memory::placed_order as sample_order;
 
     fn transition(order: &Order, to: Status) -> Transition {
         Transition {

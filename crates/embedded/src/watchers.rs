@@ -120,11 +120,7 @@ mod tests {
     use chrono::Utc;
     use std::time::Duration;
 
-    fn order() -> Order {
-        let mut order = domain::memory::placed_order();
-        order.order_id = OrderId(uuid::Uuid::now_v7());
-        order
-    }
+    use domain::memory::placed_order as order;
 
     async fn answer(signal: StepReached) -> Option<Order> {
         tokio::time::timeout(Duration::from_secs(5), signal)
