@@ -57,7 +57,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use domain::auth::TokenHash;
 use domain::events::{Event, EventType};
 use domain::order::TransitionCheck;
-use domain::ports::{Advanced, IdempotencyKey, NewOrder, OrderStore, Placed, StoreError};
+use domain::ports::{
+    Advanced, IdempotencyKey, NewOrder, OrderQueries, OrderStore, Placed, StoreError,
+};
 use domain::{Order, OrderId, Status, Step, Transition};
 
 use lambda_kit::stream_record::{EVENT_ATTRIBUTE, EVENT_ITEM_PREFIX};
@@ -530,6 +532,19 @@ fn decode(item: &HashMap<String, AttributeValue>) -> Result<Stored, StoreError> 
     }
     .ok_or_else(|| corrupt(item, "bad version"))?;
     Ok(Stored { order, version })
+}
+
+/// The cake maker's page: the orders waiting, over the status index.
+#[async_trait]
+impl OrderQueries for DynamoStore {
+    async fn orders_with_status(
+        &self,
+        status: Status,
+        limit: usize,
+    ) -> Result<Vec<Order>, StoreError> {
+        // The inherent method of the same name does the work.
+        DynamoStore::orders_with_status(self, status, limit).await
+    }
 }
 
 #[cfg(test)]

@@ -36,9 +36,10 @@
 //!   start and refreshed through `lambda_kit::refresh`.
 //! - [`partner`]: a partner function's webhook (whose secret is in SSM) or
 //!   SES email, from the environment.
-//! - [`operations`]: the web pages' ports on AWS: `OrderQueries` over
-//!   [`DynamoStore`], and [`operations::AwsOperations`] (queue depths, dead
-//!   letters and stream failures, their redrive).
+//! - [`operations`]: the operator's port on AWS,
+//!   [`operations::AwsOperations`]: queue depths, dead letters and stream
+//!   failures (`letters.rs`), their redrive (`redrive.rs`). The cake
+//!   maker's `OrderQueries` is [`DynamoStore`]'s.
 //! - [`provision`]: creating the table, stream and queues on an emulator or
 //!   in tests (in AWS the SAM/serverless templates own them).
 //! - `emulator` (feature `emulator`): a moto server for tests.
