@@ -1,6 +1,6 @@
-//! The web pages' ports over AWS: orders by status for the cake maker
-//! ([`OrderQueries`] over [`DynamoStore`]) and the pipeline's health and
-//! dead-letter redrive for the operator ([`AwsOperations`]).
+//! The operator's port over AWS ([`AwsOperations`]): the pipeline's health
+//! and dead-letter redrive. (The cake maker's orders by status are
+//! [`crate::DynamoStore`]'s.)
 //!
 //! # What AWS can tell
 //!
