@@ -4,8 +4,9 @@
 # bench/results/latest.json, the charts media/bench-*.png and a markdown
 # summary table (printed at the end).
 #
-#   scripts/bench.sh                      # everything, 3 runs of each
-#   BENCH_REPEAT=5 scripts/bench.sh       # 5 runs of each
+#   scripts/bench.sh                      # everything, 5 runs of each
+#   BENCH_REPEAT=3 scripts/bench.sh       # 3 runs of each, quicker
+#   TMPDIR=/dev/shm scripts/bench.sh      # the data directories on tmpfs, not disk
 #   BENCH_BACKEND=aws scripts/bench.sh    # also the AWS adapters on an emulator
 #
 # Parts: (a) orders mode (POST /order only): accepted orders/s; (b) lifecycle
@@ -22,7 +23,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-REPEAT=${BENCH_REPEAT:-3}
+REPEAT=${BENCH_REPEAT:-5}
 DURATION=${BENCH_DURATION:-10s}
 CUSTOMERS=${BENCH_CUSTOMERS:-64}
 LIFECYCLE_CUSTOMERS=${BENCH_LIFECYCLE_CUSTOMERS:-192}

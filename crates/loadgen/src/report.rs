@@ -564,19 +564,28 @@ pub fn markdown(summary: &Summary) -> String {
             ""
         },
     );
-    out.push_str("| measurement | median | runs | target | met |\n|---|---:|---|---|:---:|\n");
+    out.push_str(
+        "| measurement | median | min | max | runs | target | met |\n\
+         |---|---:|---:|---:|---|---|:---:|\n",
+    );
     for measurement in &summary.measurements {
         let runs: Vec<String> = measurement
             .values
             .iter()
             .map(|v| format_value(*v, &measurement.unit))
             .collect();
+        let least = measurement.values.iter().copied().reduce(f64::min);
+        let most = measurement.values.iter().copied().reduce(f64::max);
+        let shown =
+            |v: Option<f64>| v.map_or(String::new(), |v| format_value(v, &measurement.unit));
         let _ = writeln!(
             out,
-            "| {} | {} {} | {} | {} | {} |",
+            "| {} | {} {} | {} | {} | {} | {} | {} |",
             measurement.what,
             format_value(measurement.median, &measurement.unit),
             measurement.unit,
+            shown(least),
+            shown(most),
             runs.join(" / "),
             measurement
                 .target
@@ -737,7 +746,7 @@ mod tests {
         assert_eq!(half.p99_ms, 9.0);
 
         let table = markdown(&summary);
-        assert!(table.contains("| accepted orders/s (POST /order only, 64 customers) | 11,000 orders/s | 9,000 / 12,000 / 11,000 | ≥ 10,000 orders/s | yes |"), "{table}");
+        assert!(table.contains("| accepted orders/s (POST /order only, 64 customers) | 11,000 orders/s | 9,000 | 12,000 | 9,000 / 12,000 / 11,000 | ≥ 10,000 orders/s | yes |"), "{table}");
         assert!(table.contains("**no**"));
         assert!(
             table.contains("25 % of what raw grouped SQLite writes"),
