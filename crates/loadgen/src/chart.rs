@@ -15,8 +15,8 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use crate::load::{Endpoint, PROPAGATION, propagation_name};
-use crate::report::Summary;
 use crate::stats::LatencySummary;
+use crate::summary::Summary;
 
 const FONT: &str = "sans-serif";
 

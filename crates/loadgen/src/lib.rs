@@ -3,12 +3,13 @@
 //! # Layout
 //!
 //! - [`load`]: drives a running bakery over HTTP, closed loop or at a fixed
-//!   arrival rate, in `orders` or whole-`lifecycle` mode.
+//!   arrival rate, in `orders` or whole-`lifecycle` mode; `load/customer.rs`
+//!   is what one customer does (the requests, the waits for each step).
 //! - [`workload`]: the mode, the endpoints timed, the propagation steps.
 //! - [`stats`]: HDR latency histograms, medians, rates.
-//! - [`report`]: what one run reports (JSON and a human summary) and the
-//!   summary of a whole benchmark: medians against the targets, as JSON and
-//!   as a markdown table.
+//! - [`report`]: what one run reports (JSON and a human summary).
+//! - [`summary`]: the summary of a whole benchmark: medians with min and
+//!   max against the targets, as JSON and as a markdown table.
 //! - [`storage`]: orders written without HTTP: seeding a data directory
 //!   through the `embedded` crate, the embedded crate in process, and raw
 //!   SQLite (the storage limit).
@@ -26,4 +27,5 @@ pub mod report;
 pub mod startup;
 pub mod stats;
 pub mod storage;
+pub mod summary;
 pub mod workload;

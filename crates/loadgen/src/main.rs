@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use loadgen::load::{self, LoadConfig, Mode};
 use loadgen::report::{self, StorageRun};
+use loadgen::summary;
 use loadgen::{chart, startup, storage};
 use serde::Serialize;
 
@@ -312,9 +313,9 @@ fn run(cli: Cli) -> Result<()> {
                     values.push(value);
                 }
             }
-            let summary = report::summarize(values, note);
+            let summary = summary::summarize(values, note);
             write_json(&out, &summary)?;
-            let table = report::markdown(&summary);
+            let table = summary::markdown(&summary);
             print!("{table}");
             if let Some(markdown) = markdown {
                 std::fs::write(&markdown, &table)
