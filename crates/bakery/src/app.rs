@@ -2,9 +2,9 @@
 //!
 //! The three HTTP functions' routers are merged into one server, as API
 //! Gateway would route to them; the four consumers run as tasks fed by
-//! [`crate::mappings`]. The parts are the embedded ones (one [`Database`]
-//! and a mail outbox or SMTP) or, with `--backend aws`, DynamoDB, Kinesis,
-//! SQS and SES.
+//! [`crate::mappings`]. Each function's dependencies are built once, here,
+//! from the backend's adapters ([`crate::parts`]); the batches come from
+//! [`crate::sources`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,34 +12,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use async_trait::async_trait;
-use aws_adapters::{DynamoStore, SesMailer, SqsQueue};
-use aws_lambda_events::event::kinesis::KinesisEvent;
-use aws_lambda_events::event::sqs::SqsEvent;
 use axum::Router;
 use domain::Catalog;
 use domain::auth::{CustomerTokens, TokenHash};
-use domain::events::Email;
-use domain::ports::{
-    AdvanceAndSend, AdvanceThenSend, MailError, Mailer, Operations, OrderQueries, OrderStore,
-    PartnerNotifier,
-};
+use domain::ports::PartnerNotifier;
 use embedded::Database;
 use futures::FutureExt;
-use outbound::{EmailPartner, OutboxMailer, RetryPolicy, SmtpMailer, WebhookNotifier};
+use outbound::{EmailPartner, RetryPolicy, WebhookNotifier};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::aws::Resources;
 use crate::config::{Backend as BackendKind, ServeConfig, Tuning};
-use crate::mappings::aws::{KinesisStream, SqsQueueSource, TableFeeder};
-use crate::mappings::embedded::{EmbeddedQueue, EmbeddedStream};
-use crate::mappings::{Handler, run_queue_consumer, run_stream_consumer};
+use crate::mappings::Handler;
 use crate::names;
+use crate::parts::Parts;
 use crate::secrets::Secrets;
 use crate::server;
+use crate::sources::Sources;
 
 /// A bakery ready to serve: its parts built, its port bound.
 pub struct Bakery {
@@ -301,245 +291,6 @@ fn load_catalog(path: Option<&Path>) -> Result<Catalog> {
             Catalog::from_json(&text)
                 .with_context(|| format!("the catalog {} is not valid", path.display()))
         }
-    }
-}
-
-/// Sends each email once over SMTP: the database remembers every key sent,
-/// so a redelivered event does not mail the cake maker twice.
-struct RecordedMailer {
-    transport: Arc<dyn Mailer>,
-    db: Database,
-}
-
-#[async_trait]
-impl Mailer for RecordedMailer {
-    async fn send(&self, email: &Email) -> Result<(), MailError> {
-        let unavailable = |e: domain::ports::StoreError| MailError::Unavailable(e.to_string());
-        if self.db.mail_sent(&email.key).await.map_err(unavailable)? {
-            return Ok(());
-        }
-        self.transport.send(email).await?;
-        self.db
-            .record_mail(&email.key, &email.to, &email.subject)
-            .await
-            .map_err(unavailable)
-    }
-}
-
-/// The adapters the functions run on, for one backend.
-struct Parts {
-    store: Arc<dyn OrderStore>,
-    /// What the cake maker's and the operator's pages read.
-    queries: Arc<dyn OrderQueries>,
-    operations: Arc<dyn Operations>,
-    /// Status moves that send to the delivery queue (`dispatch`) and to
-    /// the feedback queue (`delivered`).
-    to_delivery: Arc<dyn AdvanceAndSend>,
-    to_feedback: Arc<dyn AdvanceAndSend>,
-    mailer: Arc<dyn Mailer>,
-    sources: Sources,
-    outbox: Option<PathBuf>,
-}
-
-impl Parts {
-    fn embedded(config: &ServeConfig, timeout: Duration) -> Result<Parts> {
-        let db =
-            Database::open(&config.data_dir, embedded::Options::default()).with_context(|| {
-                format!("cannot open the database in {}", config.data_dir.display())
-            })?;
-        // SMTP cannot tell a repeat from a new email, so the database
-        // remembers every key sent over it; the outbox is idempotent by
-        // itself (one file per key) and needs no second record.
-        let (mailer, outbox): (Arc<dyn Mailer>, Option<PathBuf>) = match &config.smtp_url {
-            Some(url) => (
-                Arc::new(RecordedMailer {
-                    transport: Arc::new(SmtpMailer::from_url(
-                        url,
-                        config.mail_from.clone(),
-                        timeout,
-                    )?),
-                    db: db.clone(),
-                }),
-                None,
-            ),
-            None => {
-                let dir = config.data_dir.join("outbox");
-                (
-                    Arc::new(OutboxMailer::new(dir.clone(), config.mail_from.clone())?),
-                    Some(dir),
-                )
-            }
-        };
-        Ok(Parts {
-            store: Arc::new(db.store()),
-            queries: Arc::new(db.clone()),
-            operations: Arc::new(db.clone()),
-            to_delivery: Arc::new(db.step_to_queue(names::DELIVERY_QUEUE)),
-            to_feedback: Arc::new(db.step_to_queue(names::FEEDBACK_QUEUE)),
-            mailer,
-            sources: Sources::Embedded(db),
-            outbox,
-        })
-    }
-
-    async fn aws(config: &ServeConfig) -> Result<Parts> {
-        let resources = Resources::connect(&config.aws, &config.tuning, &config.mail_from).await?;
-        let clients = &resources.clients;
-        let store = Arc::new(DynamoStore::new(clients, &resources.table));
-        let operations = resources.operations();
-        let to_delivery = AdvanceThenSend {
-            store: store.clone(),
-            queue: Arc::new(SqsQueue::new(clients, &resources.delivery_queue_url)),
-        };
-        let to_feedback = AdvanceThenSend {
-            store: store.clone(),
-            queue: Arc::new(SqsQueue::new(clients, &resources.feedback_queue_url)),
-        };
-        Ok(Parts {
-            store: store.clone(),
-            queries: store,
-            operations: Arc::new(operations),
-            to_delivery: Arc::new(to_delivery),
-            to_feedback: Arc::new(to_feedback),
-            mailer: Arc::new(SesMailer::with_max_send_rate(
-                clients,
-                config.mail_from.clone(),
-                config.aws.aws_ses_max_send_rate,
-            )),
-            sources: Sources::Aws {
-                resources: Box::new(resources),
-                poll: Duration::from_millis(config.aws.aws_poll_ms),
-                data_dir: config.data_dir.clone(),
-            },
-            outbox: None,
-        })
-    }
-}
-
-/// Where the consumers' batches come from.
-enum Sources {
-    Embedded(Database),
-    Aws {
-        resources: Box<Resources>,
-        poll: Duration,
-        /// Where the table feed keeps its position.
-        data_dir: PathBuf,
-    },
-}
-
-impl Sources {
-    /// Starts the stream consumers (notify-baker, dispatch) and the queue
-    /// consumers (delivery, feedback).
-    async fn spawn(
-        &self,
-        [notify_baker, dispatch]: [Handler<KinesisEvent>; 2],
-        [notify_delivery, feedback]: [Handler<SqsEvent>; 2],
-        tuning: Tuning,
-        stop: &CancellationToken,
-    ) -> Result<Vec<JoinHandle<()>>> {
-        let visibility = tuning.visibility_timeout();
-        Ok(match self {
-            Sources::Embedded(db) => {
-                let mut workers = vec![
-                    tokio::spawn(run_stream_consumer(
-                        EmbeddedStream::new(db.clone(), names::NOTIFY_BAKER),
-                        names::NOTIFY_BAKER,
-                        notify_baker,
-                        tuning.clone(),
-                        stop.clone(),
-                    )),
-                    tokio::spawn(run_stream_consumer(
-                        EmbeddedStream::new(db.clone(), names::DISPATCH),
-                        names::DISPATCH,
-                        dispatch,
-                        tuning.clone(),
-                        stop.clone(),
-                    )),
-                ];
-                for (queue, handler) in [
-                    (names::DELIVERY_QUEUE, notify_delivery),
-                    (names::FEEDBACK_QUEUE, feedback),
-                ] {
-                    for _ in 0..tuning.queue_pollers {
-                        workers.push(tokio::spawn(run_queue_consumer(
-                            EmbeddedQueue::new(db.clone(), queue, visibility),
-                            queue,
-                            handler.clone(),
-                            tuning.clone(),
-                            stop.clone(),
-                        )));
-                    }
-                }
-                workers
-            }
-            Sources::Aws {
-                resources,
-                poll,
-                data_dir,
-            } => {
-                let kinesis = |name| {
-                    KinesisStream::open(
-                        &resources.clients,
-                        &resources.stream,
-                        name,
-                        &resources.stream_failures_bucket,
-                        *poll,
-                    )
-                };
-                let sqs = |url: &String, dead_letter_url: &String| {
-                    SqsQueueSource::new(
-                        &resources.clients,
-                        url.clone(),
-                        dead_letter_url.clone(),
-                        visibility,
-                        *poll,
-                    )
-                };
-                let mut workers = Vec::new();
-                if resources.feeds_stream {
-                    let feeder = TableFeeder::open(
-                        &resources.clients,
-                        &resources.table,
-                        &resources.stream,
-                        *poll,
-                        data_dir.join(names::TABLE_FEED_POSITION),
-                    )
-                    .await?;
-                    workers.push(tokio::spawn(feeder.run(stop.clone())));
-                }
-                workers.extend([
-                    tokio::spawn(run_stream_consumer(
-                        kinesis(names::NOTIFY_BAKER).await?,
-                        names::NOTIFY_BAKER,
-                        notify_baker,
-                        tuning.clone(),
-                        stop.clone(),
-                    )),
-                    tokio::spawn(run_stream_consumer(
-                        kinesis(names::DISPATCH).await?,
-                        names::DISPATCH,
-                        dispatch,
-                        tuning.clone(),
-                        stop.clone(),
-                    )),
-                    tokio::spawn(run_queue_consumer(
-                        sqs(&resources.delivery_queue_url, &resources.delivery_dlq_url),
-                        names::DELIVERY_QUEUE,
-                        notify_delivery,
-                        tuning.clone(),
-                        stop.clone(),
-                    )),
-                    tokio::spawn(run_queue_consumer(
-                        sqs(&resources.feedback_queue_url, &resources.feedback_dlq_url),
-                        names::FEEDBACK_QUEUE,
-                        feedback,
-                        tuning.clone(),
-                        stop.clone(),
-                    )),
-                ]);
-                workers
-            }
-        })
     }
 }
 

@@ -10,7 +10,9 @@
 //! - [`config`]: flags, their `BAKERY_` environment variables, subcommands.
 //! - [`secrets`]: the baker token and signing secrets kept in the data
 //!   directory.
-//! - [`app`]: builds every part from the configuration and serves.
+//! - [`app`]: builds each function's dependencies once and serves.
+//! - [`parts`]: the adapters for one backend (embedded or AWS).
+//! - [`sources`]: where the consumers' batches come from, per backend.
 //! - [`server`]: the HTTP server in front of the routers (limits, logs).
 //! - [`aws`]: the AWS backend's resources, found by name or created.
 //! - [`mappings`]: the local Kinesis and SQS event source mappings: batches,
@@ -24,5 +26,7 @@ pub mod config;
 pub mod dlq;
 pub mod mappings;
 pub mod names;
+pub mod parts;
 pub mod secrets;
 pub mod server;
+pub mod sources;
