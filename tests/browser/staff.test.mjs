@@ -267,4 +267,25 @@ test("the cake maker's and the operator's pages with many orders and many hands"
     await page.waitForFunction((n) => document.querySelectorAll("#recent-errors li").length === n, errorsBefore, WAIT);
     await accessible(page, "the operator's page after a redrive, on a phone");
   });
+
+  await step("leaving while a fulfilment waits out its undo window asks first; staying sends it", async () => {
+    await page.setViewportSize(DESKTOP);
+    await page.goto(`${base}/baker?undoMs=${UNDO_MS}`);
+    const button = page.locator('#orders li[data-state="waiting"]').first().getByRole("button", { name: /^Mark fulfilled:/ });
+    await button.waitFor(WAIT);
+    const orderId = await page.locator('#orders li[data-state="waiting"]').first().getAttribute("data-order-id");
+    await button.click();
+    await row(page, orderId).locator(".row-note", { hasText: /^Marking fulfilled in \d s —$/ }).waitFor(WAIT);
+    const asked = new Promise((resolve) => {
+      page.once("dialog", async (dialog) => {
+        resolve(dialog.type());
+        await dialog.dismiss();
+      });
+    });
+    await page.close({ runBeforeUnload: true });
+    assert.equal(await asked, "beforeunload", "the browser asked before leaving");
+    assert.ok(!page.isClosed(), "the cake maker chose to stay");
+    await row(page, orderId).locator(".row-note", { hasText: "Marked fulfilled" }).waitFor(WAIT);
+    assert.ok(await wasFulfilled(orderId));
+  });
 });

@@ -14,7 +14,7 @@
 //!
 //! Each email's idempotency key comes from the event id, and the order's
 //! timeline records `baker_notified` once both went out, so a redelivered
-//! event sends nothing twice. The cake maker's email goes first: a customer
+//! event sends nothing twice. The two are sent together; a customer
 //! address the mail service refuses is logged and skipped, and never holds
 //! up the baking.
 
@@ -72,10 +72,14 @@ async fn notify_baker(deps: &Deps, event: Event) -> Result<(), StepError> {
         ),
         text: baker_email_text(&event.order, api_url),
     };
-    // A refused email (say, an unverified address) is permanent: it is
-    // dead-lettered at once instead of being sent again and again.
-    deps.mailer.send(&email).await?;
-    send_confirmation(deps, &event).await?;
+    // Both at once: the mailer can make them durable together (the outbox
+    // writes them in one group), so the customer's mail adds no wait. A
+    // refused cake maker's email (say, an unverified address) is permanent:
+    // it is dead-lettered at once instead of being sent again and again.
+    let (to_baker, to_customer) =
+        tokio::join!(deps.mailer.send(&email), send_confirmation(deps, &event));
+    to_baker?;
+    to_customer?;
     let now = Utc::now();
     deps.store
         .record_step(event.order_id, Step::BakerNotified, now)

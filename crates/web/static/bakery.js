@@ -475,6 +475,15 @@
       return Number.isFinite(ms) && ms > 0 ? ms : 5000;
     }
 
+    // A fulfilment in its undo window exists only in this page: leaving
+    // (a reload, closing the tab) would drop it, so the browser asks first.
+    window.addEventListener("beforeunload", (event) => {
+      if (list.querySelector('li[data-state="pending"]')) {
+        event.preventDefault();
+        event.returnValue = "";
+      }
+    });
+
     function makeRow(order) {
       const what = order.quantity + " × " + order.productName;
       const li = el("li", { "data-order-id": order.orderId },
