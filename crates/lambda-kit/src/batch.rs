@@ -238,6 +238,16 @@ fn decode_message<T: DeserializeOwned>(body: &str) -> Result<T, StepError> {
 /// A message's id, and how its step went.
 type MessageOutcome = (Option<String>, Result<(), StepError>);
 
+/// How often SQS has handed `message` out (its `ApproximateReceiveCount`
+/// attribute; 1 when it is missing).
+pub fn receive_count(message: &SqsMessage) -> u32 {
+    message
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(1)
+}
+
 /// Runs `step` on every message of an SQS batch, decoded from JSON as `T`,
 /// each in its order's span ([`crate::logs`]).
 ///

@@ -216,6 +216,23 @@ mod tests {
         (store, mailer, deps)
     }
 
+    fn assert_mentions(email: &Email, needle: &str) {
+        assert!(
+            email.text.contains(needle),
+            "missing {needle:?} in\n{}",
+            email.text
+        );
+    }
+
+    fn assert_notified(store: &MemoryStore, order: &Order) {
+        assert!(
+            store
+                .order(order.order_id)
+                .unwrap()
+                .reached(Step::BakerNotified)
+        );
+    }
+
     fn batch(events: &[Event]) -> KinesisEvent {
         let mut batch = KinesisEvent::default();
         for (i, event) in events.iter().enumerate() {
@@ -254,18 +271,9 @@ mod tests {
             "    12 Analytical Row\n    London",
             "/order/fulfilled",
         ] {
-            assert!(
-                email.text.contains(needle),
-                "missing {needle:?} in\n{}",
-                email.text
-            );
+            assert_mentions(email, needle);
         }
-        assert!(
-            store
-                .order(order.order_id)
-                .unwrap()
-                .reached(Step::BakerNotified)
-        );
+        assert_notified(&store, &order);
     }
 
     #[tokio::test]
@@ -348,18 +356,9 @@ mod tests {
             "Total:     €64.00",
             &order.order_id.number(),
         ] {
-            assert!(
-                confirmation.text.contains(needle),
-                "missing {needle:?} in\n{}",
-                confirmation.text
-            );
+            assert_mentions(confirmation, needle);
         }
-        assert!(
-            store
-                .order(order.order_id)
-                .unwrap()
-                .reached(Step::BakerNotified)
-        );
+        assert_notified(&store, &order);
     }
 
     #[tokio::test]
@@ -406,12 +405,7 @@ mod tests {
         let sent = mailer.sent.lock().unwrap().clone();
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].to, "cakes@bakery.example");
-        assert!(
-            store
-                .order(order.order_id)
-                .unwrap()
-                .reached(Step::BakerNotified)
-        );
+        assert_notified(&store, &order);
     }
 
     #[tokio::test]

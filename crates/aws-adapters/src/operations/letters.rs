@@ -5,6 +5,7 @@
 use aws_lambda_events::event::sqs::SqsMessage;
 use chrono::{DateTime, Utc};
 use domain::ports::DeadLetterView;
+use lambda_kit::batch::receive_count;
 use lambda_kit::stream_record::{self, Decoded};
 use serde_json::Value;
 
@@ -169,14 +170,6 @@ fn consumer_of(function: &str, consumers: &[String]) -> String {
         .find(|c| name == c.as_str() || name.ends_with(&format!("-{c}")))
         .cloned()
         .unwrap_or_else(|| name.to_owned())
-}
-
-fn receive_count(message: &SqsMessage) -> u32 {
-    message
-        .attributes
-        .get("ApproximateReceiveCount")
-        .and_then(|count| count.parse().ok())
-        .unwrap_or(1)
 }
 
 /// An SQS attribute holding epoch milliseconds.

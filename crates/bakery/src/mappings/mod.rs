@@ -46,7 +46,7 @@ use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use domain::ports::StoreError;
 use futures::future::BoxFuture;
-use lambda_kit::batch::{BatchReport, ItemFailure};
+use lambda_kit::batch::{BatchReport, ItemFailure, receive_count};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Tuning;
@@ -345,15 +345,6 @@ async fn settle_queue_batch(
         }
     });
     futures::future::join_all(settled).await;
-}
-
-/// How often the message was received, as SQS counts it.
-fn receive_count(message: &SqsMessage) -> u32 {
-    message
-        .attributes
-        .get("ApproximateReceiveCount")
-        .and_then(|count| count.parse().ok())
-        .unwrap_or(1)
 }
 
 /// Waits out a retry delay, or less if the bakery is stopping.
