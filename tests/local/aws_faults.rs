@@ -562,8 +562,9 @@ async fn aws_ses_failing_dead_letters_baker_emails_and_redrive_sends_each_once()
     let refused = rig.proxy.counts(SES_SEND_EMAIL).failed;
     assert_eq!(
         refused,
-        2 * MAX_TRIES * MAX_ATTEMPTS as usize,
-        "2 orders x max-tries x the SDK's attempts"
+        2 * 2 * MAX_TRIES * MAX_ATTEMPTS as usize,
+        "2 orders x 2 emails (the cake maker's and the confirmation, sent together) x \
+         max-tries x the SDK's attempts"
     );
     for id in [&bob, &cat] {
         let order = bakery.order_status(id).await;
@@ -595,7 +596,7 @@ async fn aws_ses_failing_dead_letters_baker_emails_and_redrive_sends_each_once()
     assert_eq!(care.accepted_ids().len(), 1);
     eprintln!(
         "aws ses fault: 4 orders; SendEmail answered 500 {refused} times ({MAX_TRIES} tries x \
-         {MAX_ATTEMPTS} SDK attempts for each of 2 orders); 2 batches kept in the bucket, \
+         {MAX_ATTEMPTS} SDK attempts for each of 2 emails of 2 orders); 2 batches kept in the bucket, \
          redriven with `bakery dlq redrive --all --backend aws`; baker emails 4, one per order; \
          duplicates 0; meanwhile one order went fulfilled, delivered, customer service told \
          ({:.1} s)",
@@ -627,8 +628,9 @@ async fn aws_ses_refusing_an_email_dead_letters_it_at_once_and_redrive_sends_it(
     );
     assert_eq!(
         rig.proxy.counts(SES_SEND_EMAIL).failed,
-        1,
-        "one SendEmail: neither the SDK nor the consumer tried again"
+        2,
+        "one SendEmail for the cake maker and one for the confirmation, sent together: \
+         neither the SDK nor the consumer tried again"
     );
     // Once the cause is fixed, the operator redrives it: one email.
     rig.proxy.heal(SES_SEND_EMAIL);
