@@ -5,13 +5,12 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::kinesis::KinesisEvent;
 use domain::events::DeliveryRequest;
 use domain::memory::{MemoryQueue, MemoryStore};
 use domain::ports::AdvanceThenSend;
 use domain::{OrderId, Status};
+use lambda_check::answers::assert_kinesis_answer;
 use lambda_check::fixtures::{self, ORDER_FULFILLED, POISON_SEQUENCE_NUMBER};
-use serde_json::json;
 
 fn setup() -> (Arc<MemoryStore>, Arc<MemoryQueue>, dispatch::Deps) {
     let store = fixtures::seeded_store();
@@ -25,16 +24,11 @@ fn setup() -> (Arc<MemoryStore>, Arc<MemoryQueue>, dispatch::Deps) {
     (store, queue, deps)
 }
 
-fn event(name: &str) -> KinesisEvent {
-    fixtures::event(name)
-}
-
 #[tokio::test]
 async fn a_batch_from_the_stream_succeeds_with_an_empty_failure_list() {
     let (store, queue, deps) = setup();
-    let report = dispatch::handle(&deps, event("kinesis-order-fulfilled.json")).await;
-    let answer = serde_json::to_value(report.kinesis_response()).unwrap();
-    assert_eq!(answer, json!({"batchItemFailures": []}));
+    let report = dispatch::handle(&deps, fixtures::event("kinesis-order-fulfilled.json")).await;
+    assert_kinesis_answer(&report, &[]);
 
     let order_id = OrderId::parse(ORDER_FULFILLED).unwrap();
     assert_eq!(
@@ -51,12 +45,12 @@ async fn a_batch_from_the_stream_succeeds_with_an_empty_failure_list() {
 #[tokio::test]
 async fn a_poison_record_is_reported_by_its_sequence_number() {
     let (_, queue, deps) = setup();
-    let report = dispatch::handle(&deps, event("kinesis-order-fulfilled-with-poison.json")).await;
-    let answer = serde_json::to_value(report.kinesis_response()).unwrap();
-    assert_eq!(
-        answer,
-        json!({"batchItemFailures": [{"itemIdentifier": POISON_SEQUENCE_NUMBER}]})
-    );
+    let report = dispatch::handle(
+        &deps,
+        fixtures::event("kinesis-order-fulfilled-with-poison.json"),
+    )
+    .await;
+    assert_kinesis_answer(&report, &[POISON_SEQUENCE_NUMBER]);
     assert_eq!(
         queue.sent.lock().unwrap().len(),
         1,

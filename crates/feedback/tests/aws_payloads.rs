@@ -5,11 +5,10 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::SqsEvent;
 use domain::memory::{MemoryPartner, MemoryStore};
 use domain::{OrderId, Step};
+use lambda_check::answers::assert_sqs_answer;
 use lambda_check::fixtures::{self, ORDER_OUT_FOR_DELIVERY, POISON_FEEDBACK_MESSAGE_ID};
-use serde_json::json;
 
 fn setup() -> (Arc<MemoryStore>, Arc<MemoryPartner>, feedback::Deps) {
     let store = fixtures::seeded_store();
@@ -21,16 +20,11 @@ fn setup() -> (Arc<MemoryStore>, Arc<MemoryPartner>, feedback::Deps) {
     (store, partner, deps)
 }
 
-fn event(name: &str) -> SqsEvent {
-    fixtures::event(name)
-}
-
 #[tokio::test]
 async fn a_batch_from_the_queue_succeeds_with_an_empty_failure_list() {
     let (store, partner, deps) = setup();
-    let report = feedback::handle(&deps, event("sqs-feedback.json")).await;
-    let answer = serde_json::to_value(report.sqs_response()).unwrap();
-    assert_eq!(answer, json!({"batchItemFailures": []}));
+    let report = feedback::handle(&deps, fixtures::event("sqs-feedback.json")).await;
+    assert_sqs_answer(&report, &[]);
 
     let received = partner.received.lock().unwrap().clone();
     assert_eq!(received.len(), 1);
@@ -48,12 +42,8 @@ async fn a_batch_from_the_queue_succeeds_with_an_empty_failure_list() {
 #[tokio::test]
 async fn a_poison_message_is_reported_by_its_message_id() {
     let (_, partner, deps) = setup();
-    let report = feedback::handle(&deps, event("sqs-feedback-with-poison.json")).await;
-    let answer = serde_json::to_value(report.sqs_response()).unwrap();
-    assert_eq!(
-        answer,
-        json!({"batchItemFailures": [{"itemIdentifier": POISON_FEEDBACK_MESSAGE_ID}]})
-    );
+    let report = feedback::handle(&deps, fixtures::event("sqs-feedback-with-poison.json")).await;
+    assert_sqs_answer(&report, &[POISON_FEEDBACK_MESSAGE_ID]);
     assert_eq!(
         partner.received.lock().unwrap().len(),
         1,

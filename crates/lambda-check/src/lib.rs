@@ -23,6 +23,8 @@
 //!
 //! - [`fixtures`]: reading the fixtures; the orders, tokens and sequence
 //!   numbers they name.
+//! - [`answers`]: a consumer's partial batch response, checked as the JSON
+//!   Lambda reads.
 //! - [`http`]: an HTTP API v2 event through a router, as `lambda_http` does.
 //! - [`runtime_api`]: the local Lambda Runtime API.
 //! - [`process`]: starting a `bootstrap` under it, timing its cold start and
@@ -30,6 +32,7 @@
 //! - [`stack`]: moto with the template's table, stream, queues and sender,
 //!   and the environment of each function.
 
+pub mod answers;
 pub mod fixtures;
 pub mod http;
 pub mod process;

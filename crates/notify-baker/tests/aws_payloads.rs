@@ -5,11 +5,10 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::kinesis::KinesisEvent;
 use domain::memory::{MemoryMailer, MemoryStore};
 use domain::{OrderId, Step};
+use lambda_check::answers::assert_kinesis_answer;
 use lambda_check::fixtures::{self, ORDER_PLACED, POISON_SEQUENCE_NUMBER};
-use serde_json::json;
 
 fn setup() -> (Arc<MemoryStore>, Arc<MemoryMailer>, notify_baker::Deps) {
     let store = fixtures::seeded_store();
@@ -24,16 +23,11 @@ fn setup() -> (Arc<MemoryStore>, Arc<MemoryMailer>, notify_baker::Deps) {
     (store, mailer, deps)
 }
 
-fn event(name: &str) -> KinesisEvent {
-    fixtures::event(name)
-}
-
 #[tokio::test]
 async fn a_batch_from_the_stream_succeeds_with_an_empty_failure_list() {
     let (store, mailer, deps) = setup();
-    let report = notify_baker::handle(&deps, event("kinesis-order-placed.json")).await;
-    let answer = serde_json::to_value(report.kinesis_response()).unwrap();
-    assert_eq!(answer, json!({"batchItemFailures": []}));
+    let report = notify_baker::handle(&deps, fixtures::event("kinesis-order-placed.json")).await;
+    assert_kinesis_answer(&report, &[]);
 
     let sent = mailer.sent.lock().unwrap().clone();
     assert_eq!(sent.len(), 2, "the cake maker's and the customer's");
@@ -52,12 +46,12 @@ async fn a_batch_from_the_stream_succeeds_with_an_empty_failure_list() {
 #[tokio::test]
 async fn a_poison_record_is_reported_by_its_sequence_number() {
     let (_, mailer, deps) = setup();
-    let report = notify_baker::handle(&deps, event("kinesis-order-placed-with-poison.json")).await;
-    let answer = serde_json::to_value(report.kinesis_response()).unwrap();
-    assert_eq!(
-        answer,
-        json!({"batchItemFailures": [{"itemIdentifier": POISON_SEQUENCE_NUMBER}]})
-    );
+    let report = notify_baker::handle(
+        &deps,
+        fixtures::event("kinesis-order-placed-with-poison.json"),
+    )
+    .await;
+    assert_kinesis_answer(&report, &[POISON_SEQUENCE_NUMBER]);
     assert_eq!(
         mailer.sent.lock().unwrap().len(),
         2,

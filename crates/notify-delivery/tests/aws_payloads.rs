@@ -5,11 +5,10 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::SqsEvent;
 use domain::memory::{MemoryPartner, MemoryStore};
 use domain::{OrderId, Step};
+use lambda_check::answers::assert_sqs_answer;
 use lambda_check::fixtures::{self, ORDER_FULFILLED, POISON_DELIVERY_MESSAGE_ID};
-use serde_json::json;
 
 fn setup() -> (Arc<MemoryStore>, Arc<MemoryPartner>, notify_delivery::Deps) {
     let store = fixtures::seeded_store();
@@ -21,16 +20,11 @@ fn setup() -> (Arc<MemoryStore>, Arc<MemoryPartner>, notify_delivery::Deps) {
     (store, partner, deps)
 }
 
-fn event(name: &str) -> SqsEvent {
-    fixtures::event(name)
-}
-
 #[tokio::test]
 async fn a_batch_from_the_queue_succeeds_with_an_empty_failure_list() {
     let (store, partner, deps) = setup();
-    let report = notify_delivery::handle(&deps, event("sqs-delivery-request.json")).await;
-    let answer = serde_json::to_value(report.sqs_response()).unwrap();
-    assert_eq!(answer, json!({"batchItemFailures": []}));
+    let report = notify_delivery::handle(&deps, fixtures::event("sqs-delivery-request.json")).await;
+    assert_sqs_answer(&report, &[]);
 
     let received = partner.received.lock().unwrap().clone();
     assert_eq!(received.len(), 1);
@@ -48,13 +42,12 @@ async fn a_batch_from_the_queue_succeeds_with_an_empty_failure_list() {
 #[tokio::test]
 async fn a_poison_message_is_reported_by_its_message_id() {
     let (_, partner, deps) = setup();
-    let report =
-        notify_delivery::handle(&deps, event("sqs-delivery-request-with-poison.json")).await;
-    let answer = serde_json::to_value(report.sqs_response()).unwrap();
-    assert_eq!(
-        answer,
-        json!({"batchItemFailures": [{"itemIdentifier": POISON_DELIVERY_MESSAGE_ID}]})
-    );
+    let report = notify_delivery::handle(
+        &deps,
+        fixtures::event("sqs-delivery-request-with-poison.json"),
+    )
+    .await;
+    assert_sqs_answer(&report, &[POISON_DELIVERY_MESSAGE_ID]);
     assert_eq!(
         partner.received.lock().unwrap().len(),
         1,
