@@ -24,6 +24,8 @@
 //! - `writer.rs`: the one writer thread and its group commit; every write
 //!   in this crate is a job run there.
 //! - `readers.rs`: the pool of read-only connections reads run on.
+//! - `recent.rs`: the orders committed lately, so that lookups by id skip
+//!   SQLite.
 //! - `checkpointer.rs`: the thread that copies the WAL back into the
 //!   database file, so the writer never does.
 //! - `owner.rs`: which process owns the data directory (and may hand back
@@ -54,6 +56,7 @@ mod operations;
 mod owner;
 mod queues;
 mod readers;
+mod recent;
 mod redrive;
 mod schema;
 mod store;
@@ -66,6 +69,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use domain::Order;
 use domain::ports::StoreError;
 use rusqlite::Connection;
 use tokio::sync::watch;
@@ -78,8 +82,9 @@ pub use stream::StreamRecord;
 use crate::checkpointer::Checkpointer;
 use crate::error::io_error;
 use crate::readers::Readers;
+use crate::recent::RecentOrders;
 use crate::watchers::Watchers;
-use crate::writer::{Signals, WriteTx, Writer};
+use crate::writer::{Signals, Then, WriteTx, Writer};
 
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "bakery.sqlite3";
@@ -125,6 +130,8 @@ struct Inner {
     claims: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
     /// Reads waiting for an order to change.
     watchers: Watchers,
+    /// The orders committed lately; the writer thread keeps it.
+    recent: Arc<RecentOrders>,
     path: PathBuf,
     /// Held, never used: the lock lasts as long as the connection. (A
     /// Mutex only because a Connection is not Sync.)
@@ -170,6 +177,7 @@ impl Database {
                 signals,
                 claims: Arc::default(),
                 watchers: Watchers::new(),
+                recent: Arc::new(RecentOrders::new()),
                 path,
                 _owner: std::sync::Mutex::new(owner),
             }),
@@ -216,6 +224,10 @@ impl Database {
         &self.inner.watchers
     }
 
+    pub(crate) fn recent(&self) -> &RecentOrders {
+        &self.inner.recent
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
@@ -228,6 +240,28 @@ impl Database {
         F: FnOnce(&mut WriteTx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         self.inner.writer.write(job).await
+    }
+
+    /// Like [`Database::write`], for a job that may change an order:
+    /// `changed` picks the changed order out of the job's result, and the
+    /// writer thread keeps it among the recent orders once committed,
+    /// before the caller hears back.
+    pub(crate) async fn write_order<T, F>(
+        &self,
+        job: F,
+        changed: fn(&T) -> Option<&Order>,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteTx<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let recent = Arc::clone(&self.inner.recent);
+        let then: Then<T> = Box::new(move |answer| {
+            if let Some(order) = answer.as_ref().ok().and_then(changed) {
+                recent.committed(order);
+            }
+        });
+        self.inner.writer.submit_then(job, Some(then)).wait().await
     }
 
     /// Runs a read on a pooled read-only connection, off the async threads.

@@ -113,42 +113,43 @@ impl OrderStore for SqliteStore {
         let window = i64::try_from(IdempotencyKey::WINDOW.as_micros()).unwrap_or(i64::MAX);
         let forgotten_before = requested_at.saturating_sub(window);
         self.db
-            .write(move |tx| {
-                if let Some(key) = &key {
-                    // A few expired keys go with each new one, so the table
-                    // holds about one window's worth of keys.
-                    tx.prepare_cached(
-                        "DELETE FROM idempotency_keys WHERE rowid IN (
+            .write_order(
+                move |tx| {
+                    if let Some(key) = &key {
+                        // A few expired keys go with each new one, so the table
+                        // holds about one window's worth of keys.
+                        tx.prepare_cached(
+                            "DELETE FROM idempotency_keys WHERE rowid IN (
                              SELECT rowid FROM idempotency_keys WHERE created_at < ?1 LIMIT 16)",
-                    )
-                    .or_store()?
-                    .execute([forgotten_before])
-                    .or_store()?;
-                    tx.prepare_cached(
-                        "DELETE FROM idempotency_keys WHERE key = ?1 AND created_at < ?2",
-                    )
-                    .or_store()?
-                    .execute(params![key.key, forgotten_before])
-                    .or_store()?;
-                    let seen: Option<(String, String)> = tx
-                        .prepare_cached(
-                            "SELECT fingerprint, order_id FROM idempotency_keys WHERE key = ?1",
                         )
                         .or_store()?
-                        .query_row([&key.key], |row| Ok((row.get(0)?, row.get(1)?)))
-                        .optional()
+                        .execute([forgotten_before])
                         .or_store()?;
-                    if let Some((fingerprint, order_id)) = seen {
-                        if fingerprint != key.fingerprint {
-                            return Ok(Placed::KeyReused);
+                        tx.prepare_cached(
+                            "DELETE FROM idempotency_keys WHERE key = ?1 AND created_at < ?2",
+                        )
+                        .or_store()?
+                        .execute(params![key.key, forgotten_before])
+                        .or_store()?;
+                        let seen: Option<(String, String)> = tx
+                            .prepare_cached(
+                                "SELECT fingerprint, order_id FROM idempotency_keys WHERE key = ?1",
+                            )
+                            .or_store()?
+                            .query_row([&key.key], |row| Ok((row.get(0)?, row.get(1)?)))
+                            .optional()
+                            .or_store()?;
+                        if let Some((fingerprint, order_id)) = seen {
+                            if fingerprint != key.fingerprint {
+                                return Ok(Placed::KeyReused);
+                            }
+                            // Its event was committed with it: nothing to put again.
+                            return load(tx, &order_id)?
+                                .map(Placed::Replayed)
+                                .ok_or_else(|| corrupt("an idempotency key without its order"));
                         }
-                        // Its event was committed with it: nothing to put again.
-                        return load(tx, &order_id)?
-                            .map(Placed::Replayed)
-                            .ok_or_else(|| corrupt("an idempotency key without its order"));
                     }
-                }
-                tx.prepare_cached(
+                    tx.prepare_cached(
                     "INSERT INTO orders (order_id, status, customer_token_hash, created_at, body)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
@@ -161,34 +162,42 @@ impl OrderStore for SqliteStore {
                     insert.body,
                 ])
                 .or_store()?;
-                if let Some(key) = &key {
-                    tx.prepare_cached(
-                        "INSERT INTO idempotency_keys (key, fingerprint, order_id, created_at)
+                    if let Some(key) = &key {
+                        tx.prepare_cached(
+                            "INSERT INTO idempotency_keys (key, fingerprint, order_id, created_at)
                          VALUES (?1, ?2, ?3, ?4)",
-                    )
-                    .or_store()?
-                    .execute(params![
-                        key.key,
-                        key.fingerprint,
-                        insert.order_id,
-                        requested_at
-                    ])
-                    .or_store()?;
-                }
-                stream::append(
-                    tx,
-                    &insert.partition_key,
-                    &insert.event_id,
-                    &insert.event,
-                    None,
-                )?;
-                tx.wake_stream();
-                Ok(Placed::Created(insert.order))
-            })
+                        )
+                        .or_store()?
+                        .execute(params![
+                            key.key,
+                            key.fingerprint,
+                            insert.order_id,
+                            requested_at
+                        ])
+                        .or_store()?;
+                    }
+                    stream::append(
+                        tx,
+                        &insert.partition_key,
+                        &insert.event_id,
+                        &insert.event,
+                        None,
+                    )?;
+                    tx.wake_stream();
+                    Ok(Placed::Created(insert.order))
+                },
+                |placed| match placed {
+                    Placed::Created(order) => Some(order),
+                    Placed::Replayed(_) | Placed::KeyReused => None,
+                },
+            )
             .await
     }
 
     async fn get(&self, order_id: OrderId) -> Result<Option<Order>, StoreError> {
+        if let Some(order) = self.db.recent().get(order_id) {
+            return Ok(Some(order));
+        }
         self.db
             .read_now(move |conn| load(conn, &order_id.to_string()))
             .await
@@ -202,7 +211,7 @@ impl OrderStore for SqliteStore {
         let transition = transition.clone();
         let advanced = self
             .db
-            .write(move |tx| advance_in(tx, &transition, announce))
+            .write_order(move |tx| advance_in(tx, &transition, announce), moved_order)
             .await?;
         if let Advanced::Moved(order) = &advanced {
             self.db.watchers().changed(order);
@@ -218,15 +227,18 @@ impl OrderStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let recorded = self
             .db
-            .write(move |tx| {
-                if let Some(mut order) = load(tx, &order_id.to_string())? {
-                    if order.record(step, at) {
-                        save(tx, &order)?;
-                        return Ok(Some(order));
+            .write_order(
+                move |tx| {
+                    if let Some(mut order) = load(tx, &order_id.to_string())? {
+                        if order.record(step, at) {
+                            save(tx, &order)?;
+                            return Ok(Some(order));
+                        }
                     }
-                }
-                Ok(None)
-            })
+                    Ok(None)
+                },
+                Option::as_ref,
+            )
             .await?;
         if let Some(order) = &recorded {
             self.db.watchers().changed(order);
@@ -236,6 +248,14 @@ impl OrderStore for SqliteStore {
 
     fn watch(&self, order_id: OrderId, step: Step) -> Option<StepReached> {
         self.db.watchers().watch(order_id, step)
+    }
+}
+
+/// The order a move changed, for the recent orders.
+fn moved_order(advanced: &Advanced) -> Option<&Order> {
+    match advanced {
+        Advanced::Moved(order) => Some(order),
+        Advanced::AlreadyDone(_) | Advanced::OutOfOrder(_) | Advanced::NotFound => None,
     }
 }
 
@@ -295,18 +315,21 @@ impl AdvanceAndSend for StepToQueue {
         let queue = self.queue.clone();
         let advanced = self
             .db
-            .write(move |tx| {
-                let advanced = advance_in(tx, &transition, None)?;
-                if let Advanced::Moved(order) | Advanced::AlreadyDone(order) = &advanced {
-                    // An error rolls back the move with the job.
-                    let message = message(order).map_err(StoreError::Failed)?;
-                    // A repeat whose message is still queued adds nothing.
-                    if enqueue(tx, &queue, &message.id, &message.body)? {
-                        tx.wake_queues();
+            .write_order(
+                move |tx| {
+                    let advanced = advance_in(tx, &transition, None)?;
+                    if let Advanced::Moved(order) | Advanced::AlreadyDone(order) = &advanced {
+                        // An error rolls back the move with the job.
+                        let message = message(order).map_err(StoreError::Failed)?;
+                        // A repeat whose message is still queued adds nothing.
+                        if enqueue(tx, &queue, &message.id, &message.body)? {
+                            tx.wake_queues();
+                        }
                     }
-                }
-                Ok(advanced)
-            })
+                    Ok(advanced)
+                },
+                moved_order,
+            )
             .await?;
         if let Advanced::Moved(order) = &advanced {
             self.db.watchers().changed(order);

@@ -140,7 +140,7 @@ trait Work: Send {
 }
 
 /// Runs on the writer thread once a job's fate is known, before its reply.
-type Then<T> = Box<dyn FnOnce(&Result<T, StoreError>) + Send>;
+pub(crate) type Then<T> = Box<dyn FnOnce(&Result<T, StoreError>) + Send>;
 
 struct Task<T, F> {
     job: F,
