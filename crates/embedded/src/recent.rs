@@ -5,7 +5,7 @@
 //! connection has committed since its last read, and under load the writer
 //! commits hundreds of times a second: every lookup read its pages again
 //! (system calls into the WAL) and parsed the order's JSON. A profile of
-//! the bakery under lifecycle load had those lookups at about a seventh of
+//! the bakery under lifecycle load had those lookups at about an eighth of
 //! its CPU.
 //!
 //! The writer thread puts each order it changes here once the change is
