@@ -72,3 +72,27 @@ async fn a_configuration_that_cannot_work_writes_nothing_and_says_why() {
     let said = refused_at_start(&["--baker-token", BAKER_TOKEN, "--listen", &address]).await;
     assert!(said.contains("cannot listen"), "{said}");
 }
+
+#[tokio::test]
+async fn a_second_bakery_on_a_running_ones_directory_is_refused() {
+    let first = Bakery::start(&[]).await;
+    let run = Command::new(env!("CARGO_BIN_EXE_bakery"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(first.data.path())
+        .args(["--baker-token", BAKER_TOKEN])
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the second bakery started and served")
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{said}");
+    assert!(
+        said.contains("another bakery is running on the data directory"),
+        "{said}"
+    );
+    // The first one still takes orders.
+    let (status, order) = first.post("/order", None, &order_body("Ada")).await;
+    assert_eq!(status, 201, "{order}");
+}

@@ -64,6 +64,15 @@ impl Parts {
             Database::open(&config.data_dir, embedded::Options::default()).with_context(|| {
                 format!("cannot open the database in {}", config.data_dir.display())
             })?;
+        // Two bakeries on one directory would both run every step on the
+        // same stream and queues, and neither would see the other's orders
+        // change (each keeps its recent orders in memory).
+        if !db.owns_directory() {
+            anyhow::bail!(
+                "another bakery is running on the data directory {}: stop it first, or give this one its own --data-dir",
+                config.data_dir.display()
+            );
+        }
         // SMTP cannot tell a repeat from a new email, so the database
         // remembers every key sent over it; the outbox is idempotent by
         // itself (one file per key) and needs no second record.

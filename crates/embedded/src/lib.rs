@@ -133,9 +133,9 @@ struct Inner {
     /// The orders committed lately; the writer thread keeps it.
     recent: Arc<RecentOrders>,
     path: PathBuf,
-    /// Held, never used: the lock lasts as long as the connection. (A
-    /// Mutex only because a Connection is not Sync.)
-    _owner: std::sync::Mutex<Option<Connection>>,
+    /// The ownership lock, if this process got it; it lasts as long as
+    /// the connection. (A Mutex only because a Connection is not Sync.)
+    owner: std::sync::Mutex<Option<Connection>>,
 }
 
 impl Database {
@@ -166,6 +166,7 @@ impl Database {
                 "another process owns the data directory; leaving its in-flight messages alone"
             );
         }
+        let recent = Arc::new(RecentOrders::new(owner.is_some()));
         let signals = Arc::new(Signals::new());
         let writer = Writer::start(conn, options.max_batch, Arc::clone(&signals))?;
         let checkpointer = Checkpointer::start(path.clone(), options.busy_timeout)?;
@@ -177,11 +178,21 @@ impl Database {
                 signals,
                 claims: Arc::default(),
                 watchers: Watchers::new(),
-                recent: Arc::new(RecentOrders::new()),
+                recent,
                 path,
-                _owner: std::sync::Mutex::new(owner),
+                owner: std::sync::Mutex::new(owner),
             }),
         })
+    }
+
+    /// Whether this process owns the data directory: the first to open it
+    /// (see `owner.rs`). Only the owner may run the bakery's steps on it.
+    pub fn owns_directory(&self) -> bool {
+        self.inner
+            .owner
+            .lock()
+            .map(|owner| owner.is_some())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().is_some())
     }
 
     /// The order store over this database.

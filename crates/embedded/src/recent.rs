@@ -12,10 +12,12 @@
 //! committed, in commit order and before the job's caller hears back, so
 //! whoever learnt of a change finds it here; a change that did not commit
 //! never gets here. An order not here (older, or pushed out by newer ones)
-//! is read from the database as before. Only the process that owns the
-//! data directory changes orders (the operator's CLI touches the stream,
-//! the queues and the dead letters), so what is here is never behind the
-//! file.
+//! is read from the database as before.
+//!
+//! Only the process that owns the data directory keeps recent orders. The
+//! other processes that open it (the operator's CLI) never change orders,
+//! so what the owner keeps is never behind the file; the bakery refuses to
+//! run its steps on a directory another process owns.
 
 use std::num::NonZeroUsize;
 use std::sync::{Mutex, MutexGuard};
@@ -29,30 +31,36 @@ const KEPT: NonZeroUsize = NonZeroUsize::new(8192).unwrap();
 
 #[derive(Debug)]
 pub(crate) struct RecentOrders {
-    orders: Mutex<LruCache<OrderId, Order>>,
+    /// `None` in a process that does not own the data directory.
+    orders: Option<Mutex<LruCache<OrderId, Order>>>,
 }
 
 impl RecentOrders {
-    pub(crate) fn new() -> RecentOrders {
+    /// Recent orders for the owner of the data directory; none kept (every
+    /// lookup reads the file) otherwise.
+    pub(crate) fn new(owner: bool) -> RecentOrders {
         RecentOrders {
-            orders: Mutex::new(LruCache::new(KEPT)),
+            orders: owner.then(|| Mutex::new(LruCache::new(KEPT))),
         }
     }
 
-    fn orders(&self) -> MutexGuard<'_, LruCache<OrderId, Order>> {
+    fn orders(&self) -> Option<MutexGuard<'_, LruCache<OrderId, Order>>> {
         // A map of whole orders stays consistent whatever panicked.
-        self.orders.lock().unwrap_or_else(|e| e.into_inner())
+        let orders = self.orders.as_ref()?;
+        Some(orders.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The order as last committed, if it is among the recent ones.
     pub(crate) fn get(&self, order_id: OrderId) -> Option<Order> {
-        self.orders().get(&order_id).cloned()
+        self.orders()?.get(&order_id).cloned()
     }
 
     /// `order` was just committed as it is. Writer thread only, so
     /// versions arrive in commit order.
     pub(crate) fn committed(&self, order: &Order) {
-        self.orders().put(order.order_id, order.clone());
+        if let Some(mut orders) = self.orders() {
+            orders.put(order.order_id, order.clone());
+        }
     }
 }
 
@@ -65,7 +73,7 @@ mod tests {
 
     #[test]
     fn keeps_the_latest_committed_version() {
-        let recent = RecentOrders::new();
+        let recent = RecentOrders::new(true);
         let mut order = placed_order();
         assert_eq!(recent.get(order.order_id), None);
         recent.committed(&order);
@@ -76,12 +84,20 @@ mod tests {
 
     #[test]
     fn the_oldest_make_room() {
-        let recent = RecentOrders::new();
+        let recent = RecentOrders::new(true);
         let first = placed_order();
         recent.committed(&first);
         for _ in 0..KEPT.get() {
             recent.committed(&placed_order());
         }
         assert_eq!(recent.get(first.order_id), None);
+    }
+
+    #[test]
+    fn a_process_that_does_not_own_the_directory_keeps_none() {
+        let recent = RecentOrders::new(false);
+        let order = placed_order();
+        recent.committed(&order);
+        assert_eq!(recent.get(order.order_id), None);
     }
 }
