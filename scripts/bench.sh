@@ -9,7 +9,8 @@
 #   TMPDIR=/dev/shm scripts/bench.sh      # the data directories on tmpfs, not disk
 #   BENCH_BACKEND=aws scripts/bench.sh    # also the AWS adapters on an emulator
 #
-# Parts: (a) orders mode (POST /order only): accepted orders/s; (b) lifecycle
+# Parts: (a) orders mode (POST /order only): accepted orders/s, at
+# BENCH_CUSTOMERS (128) and at BENCH_FEWER_CUSTOMERS (64); (b) lifecycle
 # mode (the whole flow): lifecycles/s; (c) lifecycle at half of (b) with a
 # fixed arrival rate: latency percentiles; (d) start-up time and memory with
 # BENCH_SEED_ORDERS (1,000,000) orders stored; (e) the storage baseline: the
@@ -25,7 +26,8 @@ cd "$(dirname "$0")/.."
 
 REPEAT=${BENCH_REPEAT:-5}
 DURATION=${BENCH_DURATION:-10s}
-CUSTOMERS=${BENCH_CUSTOMERS:-64}
+CUSTOMERS=${BENCH_CUSTOMERS:-128}
+FEWER_CUSTOMERS=${BENCH_FEWER_CUSTOMERS:-64}
 LIFECYCLE_CUSTOMERS=${BENCH_LIFECYCLE_CUSTOMERS:-192}
 SEED_ORDERS=${BENCH_SEED_ORDERS:-1000000}
 STARTUP_REPEAT=${BENCH_STARTUP_REPEAT:-5}
@@ -120,11 +122,31 @@ load_run() {
     if [ "$label" = lifecycle ] && [ ! -f "$RUNS/sizes.json" ]; then
         record_sizes "$dir/data"
     fi
-    # Kept until the end: deleting tens of thousands of outbox files right
-    # before the next run makes creating files in that run slower on some
-    # filesystems (ext4 without a journal skips inodes freed in the last
-    # minutes, scanning past each), which would measure our own clean-up.
+    settle "$dir"
 }
+
+# settle DIR: leaves the machine for the next run as the first run found it.
+# A run leaves tens of thousands of outbox files. Kept, their inodes and
+# directory entries stay cached, and each later run creates files more
+# slowly (six lifecycle runs in a row on one machine went from 1,984 down
+# to 1,595 lifecycles/s). Deleted, ext4 without a journal skips the freed inodes
+# for a while, scanning past each, which is as slow. Where the kernel
+# allows it (root), the files are deleted and the caches dropped, which
+# avoids both; elsewhere they are kept until the end.
+settle() {
+    if [ -n "$DROP_CACHES" ]; then
+        rm -rf "$1"
+        sync
+        echo 3 >/proc/sys/vm/drop_caches
+    fi
+}
+DROP_CACHES=
+if [ -w /proc/sys/vm/drop_caches ]; then
+    DROP_CACHES=1
+    NOTES+=("each load run started on a fresh data directory with the previous run's files deleted and the kernel's caches dropped")
+else
+    NOTES+=("each load run started on a fresh data directory; earlier runs' files were kept until the end (caches could not be dropped without root), which slows later runs on some filesystems")
+fi
 
 # record_sizes DATA_DIR: sizes of what a lifecycle stores, for scripts/cost.py:
 # the order's JSON when placed and when finished, and a stream event.
@@ -152,6 +174,11 @@ EOF
 say "(a) orders mode: POST /order only, $CUSTOMERS customers, $DURATION, $REPEAT runs"
 for n in $(seq 1 "$REPEAT"); do
     load_run orders "$n" --mode orders --customers "$CUSTOMERS" --duration "$DURATION"
+done
+
+say "(a) orders mode at fewer customers: $FEWER_CUSTOMERS, $DURATION, $REPEAT runs"
+for n in $(seq 1 "$REPEAT"); do
+    load_run orders-fewer "$n" --mode orders --customers "$FEWER_CUSTOMERS" --duration "$DURATION"
 done
 
 say "(b) lifecycle mode: the whole flow, $LIFECYCLE_CUSTOMERS customers, $DURATION, $REPEAT runs"

@@ -168,7 +168,12 @@ impl Database {
         }
         let recent = Arc::new(RecentOrders::new(owner.is_some()));
         let signals = Arc::new(Signals::new());
-        let writer = Writer::start(conn, options.max_batch, Arc::clone(&signals))?;
+        let writer = Writer::start(
+            conn,
+            options.max_batch,
+            Arc::clone(&signals),
+            Arc::clone(&recent),
+        )?;
         let checkpointer = Checkpointer::start(path.clone(), options.busy_timeout)?;
         Ok(Database {
             inner: Arc::new(Inner {

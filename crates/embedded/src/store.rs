@@ -61,9 +61,20 @@ fn load(conn: &Connection, order_id: &str) -> Result<Option<Order>, StoreError> 
     row.map(|(body, hash)| read_order(&body, &hash)).transpose()
 }
 
-fn save(conn: &Connection, order: &Order) -> Result<(), StoreError> {
+/// The order a writer job is about to change: the recent orders' copy
+/// when the transaction has not written it (no SQL, no JSON to parse),
+/// else the table's row.
+fn load_for_change(tx: &WriteTx<'_>, order_id: OrderId) -> Result<Option<Order>, StoreError> {
+    match tx.recent_order(order_id) {
+        Some(order) => Ok(Some(order)),
+        None => load(tx, &order_id.to_string()),
+    }
+}
+
+fn save(tx: &mut WriteTx<'_>, order: &Order) -> Result<(), StoreError> {
+    tx.writes_order(order.order_id);
     let body = order_json(order)?;
-    conn.prepare_cached("UPDATE orders SET status = ?2, body = ?3 WHERE order_id = ?1")
+    tx.prepare_cached("UPDATE orders SET status = ?2, body = ?3 WHERE order_id = ?1")
         .or_store()?
         .execute(params![
             order.order_id.to_string(),
@@ -149,6 +160,7 @@ impl OrderStore for SqliteStore {
                                 .ok_or_else(|| corrupt("an idempotency key without its order"));
                         }
                     }
+                    tx.writes_order(insert.order.order_id);
                     tx.prepare_cached(
                     "INSERT INTO orders (order_id, status, customer_token_hash, created_at, body)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -229,7 +241,7 @@ impl OrderStore for SqliteStore {
             .db
             .write_order(
                 move |tx| {
-                    if let Some(mut order) = load(tx, &order_id.to_string())? {
+                    if let Some(mut order) = load_for_change(tx, order_id)? {
                         if order.record(step, at) {
                             save(tx, &order)?;
                             return Ok(Some(order));
@@ -265,7 +277,7 @@ fn advance_in(
     transition: &Transition,
     announce: Option<EventType>,
 ) -> Result<Advanced, StoreError> {
-    let Some(mut order) = load(tx, &transition.order_id.to_string())? else {
+    let Some(mut order) = load_for_change(tx, transition.order_id)? else {
         return Ok(Advanced::NotFound);
     };
     Ok(match order.check(transition.to) {

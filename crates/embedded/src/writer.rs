@@ -17,7 +17,7 @@
 //! moves when another process (the operator's `bakery dlq redrive`)
 //! commits, and wakes everybody then.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::ops::Deref;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -27,10 +27,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use domain::ports::StoreError;
+use domain::{Order, OrderId};
 use rusqlite::Connection;
 use tokio::sync::{oneshot, watch};
 
 use crate::error::{OrStore, io_error};
+use crate::recent::RecentOrders;
 
 /// How often an idle writer looks for commits of other processes.
 const POLL_OTHERS: Duration = Duration::from_millis(500);
@@ -94,9 +96,30 @@ impl Wake {
 pub(crate) struct WriteTx<'c> {
     conn: &'c Connection,
     wake: Wake,
+    recent: &'c RecentOrders,
+    /// Orders written by this transaction's jobs so far.
+    written: &'c mut HashSet<OrderId>,
 }
 
 impl WriteTx<'_> {
+    /// The order as this transaction sees it, without reading the table,
+    /// when that is sure: it is among the recent orders (which hold every
+    /// committed change, this thread being the only one that writes
+    /// orders) and no job of this transaction wrote it. `None`: read the
+    /// table.
+    pub(crate) fn recent_order(&self, order_id: OrderId) -> Option<Order> {
+        if self.written.contains(&order_id) {
+            return None;
+        }
+        self.recent.get(order_id)
+    }
+
+    /// This job writes `order_id`: later jobs of the transaction read it
+    /// from the table, which has the change, or not if this job rolls back.
+    pub(crate) fn writes_order(&mut self, order_id: OrderId) {
+        self.written.insert(order_id);
+    }
+
     /// The stream's consumers must hear of this job once it is committed:
     /// it appended to the stream.
     pub(crate) fn wake_stream(&mut self) {
@@ -211,6 +234,7 @@ impl Writer {
         conn: Connection,
         max_batch: usize,
         signals: Arc<Signals>,
+        recent: Arc<RecentOrders>,
     ) -> Result<Writer, StoreError> {
         let (jobs, receiver) = mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
@@ -223,6 +247,8 @@ impl Writer {
             commits: Arc::clone(&commits),
             version,
             polled: Instant::now(),
+            recent,
+            written: HashSet::new(),
         };
         let handle = std::thread::Builder::new()
             .name("embedded-writer".into())
@@ -303,6 +329,9 @@ struct WriterThread {
     commits: Arc<AtomicU64>,
     version: i64,
     polled: Instant,
+    recent: Arc<RecentOrders>,
+    /// The orders the current transaction's jobs wrote ([`WriteTx`]).
+    written: HashSet<OrderId>,
 }
 
 enum JobEnd {
@@ -352,6 +381,7 @@ impl WriterThread {
                 }
                 return;
             }
+            self.written.clear();
             let mut done: Vec<Settle> = Vec::with_capacity(pending.len());
             let mut wake = Wake::default();
             let mut aborted = false;
@@ -408,6 +438,8 @@ impl WriterThread {
         let mut tx = WriteTx {
             conn: &self.conn,
             wake: Wake::default(),
+            recent: &self.recent,
+            written: &mut self.written,
         };
         // A panicking job must not take the writer (and every later write)
         // down with it; its caller hears that it was dropped.
@@ -485,6 +517,14 @@ mod tests {
     use super::*;
 
     fn writer(dir: &std::path::Path, max_batch: usize) -> (Writer, Arc<Signals>) {
+        writer_keeping(dir, max_batch, Arc::new(RecentOrders::new(true)))
+    }
+
+    fn writer_keeping(
+        dir: &std::path::Path,
+        max_batch: usize,
+        recent: Arc<RecentOrders>,
+    ) -> (Writer, Arc<Signals>) {
         let conn =
             crate::schema::open_writer(&dir.join("w.sqlite3"), Duration::from_secs(5)).unwrap();
         conn.execute_batch(
@@ -495,7 +535,7 @@ mod tests {
         .unwrap();
         let signals = Arc::new(Signals::new());
         (
-            Writer::start(conn, max_batch, Arc::clone(&signals)).unwrap(),
+            Writer::start(conn, max_batch, Arc::clone(&signals), recent).unwrap(),
             signals,
         )
     }
@@ -561,6 +601,51 @@ mod tests {
         assert_eq!(values(&writer).wait().await.unwrap(), vec![1, 3]);
         assert!(seen.has_changed().unwrap());
         seen.borrow_and_update();
+    }
+
+    #[tokio::test]
+    async fn a_job_trusts_the_recent_order_until_its_transaction_writes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let recent = Arc::new(RecentOrders::new(true));
+        let order = domain::memory::placed_order();
+        let id = order.order_id;
+        recent.committed(&order);
+        let (writer, _) = writer_keeping(dir.path(), 512, recent);
+        let sees_recent = move |tx: &mut WriteTx<'_>| Ok(tx.recent_order(id).is_some());
+
+        // One transaction: a job that wrote the order and then failed still
+        // sends the jobs after it to the table (its savepoint is undone,
+        // but nothing is gained by tracking that).
+        let (held, release) = hold(&writer);
+        let first = writer.submit(sees_recent);
+        let failed = writer.submit(move |tx| -> Result<(), StoreError> {
+            tx.writes_order(id);
+            Err(StoreError::Failed("refused".into()))
+        });
+        let after_failed = writer.submit(sees_recent);
+        release.send(()).unwrap();
+        held.wait().await.unwrap();
+        assert!(first.wait().await.unwrap());
+        assert!(failed.wait().await.is_err());
+        assert!(!after_failed.wait().await.unwrap());
+
+        // Another: one that wrote it and kept the change.
+        let (held, release) = hold(&writer);
+        let first = writer.submit(sees_recent);
+        let wrote = writer.submit(move |tx| {
+            tx.writes_order(id);
+            Ok(())
+        });
+        let after_write = writer.submit(sees_recent);
+        release.send(()).unwrap();
+        held.wait().await.unwrap();
+        assert!(first.wait().await.unwrap());
+        wrote.wait().await.unwrap();
+        assert!(!after_write.wait().await.unwrap());
+
+        // A new transaction starts afresh: the recent orders have every
+        // committed change again.
+        assert!(writer.write(sees_recent).await.unwrap());
     }
 
     #[tokio::test]

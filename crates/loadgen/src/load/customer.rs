@@ -150,12 +150,12 @@ pub(super) fn bearer(token: &str) -> Result<HeaderValue> {
 /// Places one order; its id and customer token when accepted.
 pub(super) async fn place(shared: &Shared) -> Option<PlacedView> {
     let key = uuid::Uuid::new_v4().to_string();
-    let url = format!("{}/order", shared.config.url);
+    let url = shared.url("/order", None);
     let body = shared
         .post(Endpoint::PostOrder, || {
             shared
                 .http
-                .post(&url)
+                .post(url.clone())
                 .header(CONTENT_TYPE, "application/json")
                 .header("idempotency-key", &key)
                 .body(shared.order_body.clone())
@@ -208,12 +208,15 @@ async fn long_poll(
     deadline: Instant,
 ) -> Waited {
     let (_, to) = PROPAGATION[step];
-    let url = format!("{}/order/{order_id}?waitFor={to}", shared.config.url);
+    let url = shared.url(
+        &format!("/order/{order_id}"),
+        Some(&format!("waitFor={to}")),
+    );
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let request = shared
             .http
-            .get(&url)
+            .get(url.clone())
             .header(AUTHORIZATION, auth.clone())
             .header("prefer", format!("wait={}", left.as_secs().max(1)));
         if let Ok(answer) = shared.send_for_answer(Endpoint::WaitOrder, request).await {
@@ -256,13 +259,16 @@ async fn poll(
     deadline: Instant,
 ) -> Option<OrderView> {
     let (_, to) = PROPAGATION[step];
-    let url = format!("{}/order/{order_id}", shared.config.url);
+    let url = shared.url(&format!("/order/{order_id}"), None);
     let usual = Duration::from_micros(shared.usual_step_micros[step].load(Ordering::Relaxed));
     let mut wait = usual.max(shared.config.poll_min);
     let mut interval = shared.config.poll_min;
     loop {
         tokio::time::sleep(wait).await;
-        let request = shared.http.get(&url).header(AUTHORIZATION, auth.clone());
+        let request = shared
+            .http
+            .get(url.clone())
+            .header(AUTHORIZATION, auth.clone());
         if let Ok(body) = shared.send(Endpoint::GetOrder, request).await {
             match reached(shared, &body, step) {
                 Some(Some(order)) => return Some(order),
@@ -308,14 +314,14 @@ pub(super) async fn lifecycle(shared: &Shared) -> Option<()> {
     let id = placed.order_id;
 
     wait_for(shared, &id, &customer, 0).await?;
-    let url = format!("{}/order/fulfilled", shared.config.url);
+    let url = shared.url("/order/fulfilled", None);
     let body =
         serde_json::to_vec(&serde_json::json!({"orderId": id, "fulfillmentId": "oven-1"})).ok()?;
     shared
         .post(Endpoint::PostFulfilled, || {
             shared
                 .http
-                .post(&url)
+                .post(url.clone())
                 .header(CONTENT_TYPE, "application/json")
                 .header(AUTHORIZATION, baker.clone())
                 .body(body.clone())
@@ -323,7 +329,7 @@ pub(super) async fn lifecycle(shared: &Shared) -> Option<()> {
         .await?;
 
     wait_for(shared, &id, &customer, 1).await?;
-    let url = format!("{}/order/delivered", shared.config.url);
+    let url = shared.url("/order/delivered", None);
     let body = serde_json::to_vec(&serde_json::json!({
         "orderId": id,
         "deliveryCompanyId": "van-1",
@@ -334,7 +340,7 @@ pub(super) async fn lifecycle(shared: &Shared) -> Option<()> {
         .post(Endpoint::PostDelivered, || {
             shared
                 .http
-                .post(&url)
+                .post(url.clone())
                 .header(CONTENT_TYPE, "application/json")
                 .header(AUTHORIZATION, customer.clone())
                 .body(body.clone())
