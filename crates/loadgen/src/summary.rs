@@ -158,27 +158,24 @@ pub fn summarize(runs: Vec<serde_json::Value>, notes: Vec<String>) -> Summary {
     let mut measurements = Vec::new();
     let mut push = |m: Option<Measurement>| measurements.extend(m);
 
-    let orders = labelled("orders");
-    let customers = orders.first().map_or(0, |r| r.customers);
-    push(Measurement::new(
-        "orders_per_s",
-        &format!("accepted orders/s (POST /order only, {customers} customers)"),
-        "orders/s",
-        orders.iter().map(|r| r.orders_per_s).collect(),
-        at_least(10_000.0),
-    ));
-    // The same at fewer customers: group commit shares each fsync among
-    // the orders waiting, so the figure depends on how many wait at once;
-    // both are shown so that the dependency is never hidden.
-    let fewer = labelled("orders-fewer");
-    let customers = fewer.first().map_or(0, |r| r.customers);
-    push(Measurement::new(
-        "fewer_customers_orders_per_s",
-        &format!("accepted orders/s (POST /order only, {customers} customers)"),
-        "orders/s",
-        fewer.iter().map(|r| r.orders_per_s).collect(),
-        None,
-    ));
+    // Orders mode runs twice, the second time with fewer customers: group
+    // commit shares each fsync among the orders waiting, so the figure
+    // depends on how many wait at once, and both are shown so that the
+    // dependency is never hidden. The target is judged on the first.
+    for (label, key, target) in [
+        ("orders", "orders_per_s", at_least(10_000.0)),
+        ("orders-fewer", "fewer_customers_orders_per_s", None),
+    ] {
+        let runs = labelled(label);
+        let customers = runs.first().map_or(0, |r| r.customers);
+        push(Measurement::new(
+            key,
+            &format!("accepted orders/s (POST /order only, {customers} customers)"),
+            "orders/s",
+            runs.iter().map(|r| r.orders_per_s).collect(),
+            target,
+        ));
+    }
     let lifecycle = labelled("lifecycle");
     let customers = lifecycle.first().map_or(0, |r| r.customers);
     push(Measurement::new(
