@@ -44,7 +44,7 @@ struct LoadArgs {
     #[arg(long, value_enum, default_value = "lifecycle")]
     mode: Mode,
     /// Concurrent customers (closed loop), or the most at once (with --rate).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
     customers: usize,
     /// How long to run, e.g. `10s`, `500ms`, `2m` (default 10s unless --count).
     #[arg(long, value_parser = parse_duration)]
@@ -158,6 +158,15 @@ enum Command {
         #[arg(long)]
         note: Vec<String>,
     },
+}
+
+/// A count of one or more: no customers would measure nothing.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// `10`, `10s`, `1.5s`, `250ms`, `2m`.
@@ -394,6 +403,16 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn customers_are_at_least_one() {
+        let parsed = |n: &str| Cli::try_parse_from(["bakery-bench", "--customers", n]);
+        let refused = parsed("0").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(refused.contains("--customers"), "{refused}");
+        assert!(refused.contains("must be at least 1"), "{refused}");
+        assert!(parsed("many").is_err());
+        assert_eq!(parsed("128").map(|cli| cli.load.customers).ok(), Some(128));
     }
 
     #[test]
