@@ -1,5 +1,7 @@
 //! The orders committed lately, as committed, so that a lookup by id
-//! (`GET /order/{orderId}`, a step's first look at its order) skips SQLite.
+//! (`GET /order/{orderId}`, a step's first look at its order) skips SQLite,
+//! and so does a writer job about to change an order that no job of its
+//! transaction has written yet (`WriteTx::recent_order`).
 //!
 //! A read-only connection drops its whole page cache whenever another
 //! connection has committed since its last read, and under load the writer
