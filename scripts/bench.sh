@@ -111,8 +111,8 @@ load_run() {
     shift 2
     local dir=$WORK/$label-$n
     # Each run starts with nothing of the previous one left to write back:
-    # the outbox makes each group of emails durable with one syncfs, which
-    # would otherwise also wait for the last run's hundreds of megabytes.
+    # the kernel's write-back of the last run's hundreds of megabytes
+    # would otherwise compete with this run's fsyncs.
     sync
     start_bakery "$dir/data"
     "$BENCH" --url "$BAKERY_URL" --baker-token-file "$dir/data/baker-token" \
@@ -126,13 +126,12 @@ load_run() {
 }
 
 # settle DIR: leaves the machine for the next run as the first run found it.
-# A run leaves tens of thousands of outbox files. Kept, their inodes and
-# directory entries stay cached, and each later run creates files more
-# slowly (six lifecycle runs in a row on one machine went from 1,984 down
-# to 1,595 lifecycles/s). Deleted, ext4 without a journal skips the freed inodes
-# for a while, scanning past each, which is as slow. Where the kernel
-# allows it (root), the files are deleted and the caches dropped, which
-# avoids both; elsewhere they are kept until the end.
+# A run leaves hundreds of megabytes of database and outbox in the page
+# cache; when the outbox was a file per email, the cached inodes of earlier
+# runs made each later run create files more slowly (six lifecycle runs in
+# a row on one machine went from 1,984 down to 1,595 lifecycles/s). Where
+# the kernel allows it (root), the run's files are deleted and the caches
+# dropped; elsewhere they are kept until the end.
 settle() {
     if [ -n "$DROP_CACHES" ]; then
         rm -rf "$1"

@@ -11,8 +11,7 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { readFileSync, rmSync } from "node:fs";
 import * as harness from "./harness.mjs";
 import { BAKER_TOKEN, WAIT, PHONE, DESKTOP, accessible, shot } from "./harness.mjs";
 
@@ -56,11 +55,9 @@ function apiOrder(name, productId, quantity) {
  * (quoted-printable, as mail programs read it).
  */
 async function confirmationMail(orderId) {
-  const outbox = join(work, "data", "outbox");
   const deadline = Date.now() + WAIT.timeout;
   for (;;) {
-    for (const name of readdirSync(outbox).filter((n) => n.endsWith(".confirmation.eml"))) {
-      const raw = readFileSync(join(outbox, name), "utf8");
+    for (const { raw } of harness.outboxMails(work, ".confirmation")) {
       const split = raw.search(/\r?\n\r?\n/);
       const headers = raw.slice(0, split);
       const body = raw.slice(split).trimStart();
@@ -70,7 +67,7 @@ async function confirmationMail(orderId) {
       const text = Buffer.from(bytes, "latin1").toString("utf8");
       if (text.includes(orderId)) return { headers, text };
     }
-    if (Date.now() > deadline) throw new Error(`no confirmation for ${orderId} in ${outbox}`);
+    if (Date.now() > deadline) throw new Error(`no confirmation for ${orderId} in the outbox`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }

@@ -3,7 +3,7 @@
 // screenshots. Each test file starts its own bakery in its own directory.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { createServer } from "node:http";
 import { mkdtempSync, mkdirSync, createWriteStream, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -83,6 +83,30 @@ export async function startBakery(work, webhookUrl, args = []) {
     });
   });
   return { child, address, log };
+}
+
+/**
+ * The emails in the outbox of the bakery in `work`, read the way a
+ * developer reads them: `bakery outbox list`, then `bakery outbox show`
+ * for each whose key ends with `suffix`. `[{ key, raw }]`.
+ */
+export function outboxMails(work, suffix = "") {
+  const dataDir = join(work, "data");
+  let listed;
+  try {
+    listed = execFileSync(bakeryBin, ["outbox", "list", "--data-dir", dataDir], { encoding: "utf8" });
+  } catch {
+    return []; // no outbox yet: nothing sent
+  }
+  return listed
+    .split("\n")
+    .filter((line) => line.trim())
+    .map((line) => JSON.parse(line).key)
+    .filter((key) => key.endsWith(suffix))
+    .map((key) => ({
+      key,
+      raw: execFileSync(bakeryBin, ["outbox", "show", key, "--data-dir", dataDir], { encoding: "utf8" }),
+    }));
 }
 
 /** Stops a bakery from `startBakery` (SIGTERM) and waits for it to exit. */

@@ -505,6 +505,97 @@ async fn dlq_list_shows_no_customer_data_unless_asked_and_writes_nothing() {
 }
 
 #[tokio::test]
+async fn outbox_commands_read_the_mail_beside_the_bakery_and_write_nothing() {
+    let mut bakery = Bakery::start(&[]).await;
+    let id = id_of(&bakery.order("Ada Lovelace").await);
+    wait_for_step(&bakery, &id, "baker_notified").await;
+    let emails = bakery.emails();
+    assert_eq!(emails.len(), 2, "the cake maker's and the confirmation");
+
+    // While the bakery runs: one JSON line per email, no addresses.
+    let (ok, listed, said) = bakery.outbox_command(&["list"]).await;
+    assert!(ok, "{said}");
+    let lines: Vec<Value> = listed
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let keys: Vec<&str> = lines.iter().map(|l| l["key"].as_str().unwrap()).collect();
+    let stored: Vec<&str> = emails.iter().map(|(key, _)| key.as_str()).collect();
+    assert_eq!(keys, stored);
+    for line in &lines {
+        assert!(
+            line["sentAt"]
+                .as_str()
+                .unwrap()
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .is_ok()
+        );
+        assert!(line["subject"].is_string(), "{line}");
+        assert!(line.get("recipient").is_none(), "{line}");
+    }
+    assert!(!listed.contains("@"), "no address unless asked: {listed}");
+    let (ok, with_recipient, _) = bakery.outbox_command(&["list", "--with-recipient"]).await;
+    assert!(ok);
+    assert!(
+        with_recipient.contains("baker@bakery.local"),
+        "{with_recipient}"
+    );
+
+    // Each email as sent, and a key that is not there named as such.
+    for (key, message) in &emails {
+        let (ok, shown, said) = bakery.outbox_command(&["show", key]).await;
+        assert!(ok, "{said}");
+        assert_eq!(&shown, message);
+    }
+    let (ok, _, said) = bakery.outbox_command(&["show", "no-such-key"]).await;
+    assert!(!ok);
+    assert!(
+        said.contains("no email no-such-key") && said.contains("bakery outbox list"),
+        "{said}"
+    );
+
+    // Exported as files a mail program opens.
+    let export = tempfile::tempdir().unwrap();
+    let target = export.path().join("mail");
+    let (ok, out, said) = bakery
+        .outbox_command(&["export", target.to_str().unwrap()])
+        .await;
+    assert!(ok, "{said}");
+    assert!(out.contains("wrote 2 email(s)"), "{out}");
+    for (key, message) in &emails {
+        let file = std::fs::read_to_string(target.join(format!("{key}.eml"))).unwrap();
+        assert_eq!(&file, message);
+        assert!(file.contains("Ada Lovelace") || file.contains(&id));
+    }
+
+    // Stopped: reading leaves every file as it was, as on a read-only copy.
+    assert!(bakery.interrupt().await.success());
+    let before = files_in(bakery.data.path());
+    let (ok, again, _) = bakery.outbox_command(&["list"]).await;
+    assert!(ok);
+    assert_eq!(again, listed);
+    assert_eq!(files_in(bakery.data.path()), before, "outbox list wrote");
+
+    // A data directory without an outbox says so.
+    let empty = tempfile::tempdir().unwrap();
+    let output = bakery_command(
+        &[
+            "outbox",
+            "list",
+            "--data-dir",
+            empty.path().to_str().unwrap(),
+        ],
+        &[],
+        &[],
+    )
+    .await;
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("no mail outbox in"), "{said}");
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
+}
+
+#[tokio::test]
 async fn the_stream_keeps_records_for_its_retention_and_then_trims_them() {
     // The default retention (a day) keeps what the consumers finished.
     let kept = Bakery::start(&[]).await;

@@ -122,10 +122,20 @@ async fn full_flow(bakery: &Bakery, baker_token: &str) -> Secrets {
     }
 }
 
+/// What a full flow left behind.
+struct Traces {
+    secrets: Secrets,
+    /// Every file of the data directory, with its bytes.
+    files: Vec<(PathBuf, Vec<u8>)>,
+    /// The outbox's emails: (key, message).
+    emails: Vec<(String, String)>,
+    log: String,
+    token_file: PathBuf,
+}
+
 /// Runs the full flow on a bakery logging at `log` (unset: the default,
-/// info) with a generated baker token; returns the secrets, the data
-/// directory's files and the log.
-async fn logged_flow(log: Option<&str>) -> (Secrets, Vec<(PathBuf, Vec<u8>)>, String, PathBuf) {
+/// info) with a generated baker token; returns what it left behind.
+async fn logged_flow(log: Option<&str>) -> Traces {
     let delivery = Partner::start().await;
     let care = Partner::start().await;
     let logs = tempfile::tempdir().unwrap();
@@ -159,32 +169,59 @@ async fn logged_flow(log: Option<&str>) -> (Secrets, Vec<(PathBuf, Vec<u8>)>, St
     assert_eq!(care.accepted_ids().len(), 1);
     let status = bakery.interrupt().await;
     assert!(status.success());
-    let files = files_under(bakery.data.path());
-    let text = std::fs::read_to_string(&log_file).unwrap();
-    (secrets, files, text, token_file)
+    Traces {
+        secrets,
+        files: files_under(bakery.data.path()),
+        emails: bakery.emails(),
+        log: std::fs::read_to_string(&log_file).unwrap(),
+        token_file,
+    }
 }
 
 #[tokio::test]
 async fn tokens_are_stored_hashed_and_never_logged() {
-    let (secrets, files, log, token_file) = logged_flow(None).await;
+    let Traces {
+        secrets,
+        files,
+        emails,
+        log,
+        token_file,
+    } = logged_flow(None).await;
 
     // Stored hashed: neither token is anywhere in the data directory (the
     // database, its WAL, the outbox, the other secrets), except the baker
     // token's own file and the customer's own confirmation email, whose
     // link carries their token (quoted-printable: `=` is `=3D` there).
     assert!(files.iter().any(|(p, _)| p.ends_with("bakery.sqlite3")));
-    let confirmation =
-        |path: &std::path::Path| path.to_string_lossy().ends_with(".confirmation.eml");
-    let confirmations: Vec<_> = files.iter().filter(|(p, _)| confirmation(p)).collect();
+    assert!(files.iter().any(|(p, _)| p.ends_with("outbox.sqlite3")));
+    let unfolded = |mail: &str| mail.replace("=\r\n", "").replace("=\n", "");
+    let confirmations: Vec<_> = emails
+        .iter()
+        .filter(|(key, _)| key.ends_with(".confirmation"))
+        .collect();
     assert_eq!(confirmations.len(), 1, "the customer's confirmation");
-    let mail = String::from_utf8_lossy(&confirmations[0].1)
-        .replace("=\r\n", "")
-        .replace("=\n", "");
+    let mail = unfolded(&confirmations[0].1);
     assert_eq!(header_line(&mail, "To"), secrets.email);
     assert!(mail.contains(&secrets.customer_token), "{mail}");
+    assert_eq!(emails.len(), 2, "the cake maker's and the confirmation");
+    for (key, mail) in &emails {
+        assert!(
+            key.ends_with(".confirmation") || !unfolded(mail).contains(&secrets.customer_token),
+            "customer token in email {key}"
+        );
+        assert!(
+            !unfolded(mail).contains(&secrets.baker_token),
+            "baker token in email {key}"
+        );
+    }
+    // The outbox file holds the confirmation; every other file, nothing.
+    let outbox = |path: &std::path::Path| {
+        path.file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with("outbox.sqlite3"))
+    };
     for (path, bytes) in &files {
         assert!(
-            confirmation(path) || !contains(bytes, &secrets.customer_token),
+            outbox(path) || !contains(bytes, &secrets.customer_token),
             "customer token in {}",
             path.display()
         );
@@ -212,7 +249,11 @@ async fn tokens_are_stored_hashed_and_never_logged() {
     let _ = secrets.address;
 
     // At debug: tokens still never; what else shows is reported.
-    let (secrets, _, debug_log, _) = logged_flow(Some("debug")).await;
+    let Traces {
+        secrets,
+        log: debug_log,
+        ..
+    } = logged_flow(Some("debug")).await;
     for needle in [&secrets.baker_token, &secrets.customer_token] {
         assert!(
             !debug_log.contains(needle.as_str()),

@@ -117,22 +117,20 @@ impl Bakery {
     }
 
     pub fn outbox(&self) -> PathBuf {
-        self.data.path().join("outbox")
+        self.data.path().join(embedded::OUTBOX_FILE)
     }
 
-    /// Every email in the outbox: (file name, contents).
+    /// Every email in the outbox, oldest first: (key, message), read the
+    /// way `bakery outbox` reads them, beside the running bakery.
     pub fn emails(&self) -> Vec<(String, String)> {
-        let Ok(entries) = std::fs::read_dir(self.outbox()) else {
-            return Vec::new();
-        };
-        entries
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-            .map(|e| {
-                (
-                    e.file_name().to_string_lossy().into_owned(),
-                    std::fs::read_to_string(e.path()).unwrap_or_default(),
-                )
+        let reader = embedded::OutboxReader::open(&self.outbox()).unwrap();
+        reader
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|mail| {
+                let message = reader.message(&mail.key).unwrap().unwrap_or_default();
+                (mail.key, String::from_utf8_lossy(&message).into_owned())
             })
             .collect()
     }
@@ -208,11 +206,26 @@ impl Bakery {
 
     /// `bakery dlq ...` against this bakery's data directory.
     pub async fn dlq(&self, args: &[&str]) -> (bool, String) {
-        let place = [
+        run_dlq(args, &self.data_dir_flag(), &[]).await
+    }
+
+    /// `bakery outbox <args>` on this bakery's data directory: whether it
+    /// succeeded, its standard output, and its standard error.
+    pub async fn outbox_command(&self, args: &[&str]) -> (bool, String, String) {
+        let output =
+            bakery_command(&[&["outbox"], args].concat(), &self.data_dir_flag(), &[]).await;
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    fn data_dir_flag(&self) -> [String; 2] {
+        [
             "--data-dir".to_string(),
             self.data.path().display().to_string(),
-        ];
-        run_dlq(args, &place, &[]).await
+        ]
     }
 }
 
@@ -496,20 +509,28 @@ pub fn token_of(order: &Value) -> String {
 /// `bakery dlq <args> <place>` (`place`: the flags that say which bakery's
 /// dead letters): whether it succeeded, and what it printed.
 pub async fn run_dlq(args: &[&str], place: &[String], envs: &[(&str, &str)]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_bakery"))
-        .arg("dlq")
+    let output = bakery_command(&[&["dlq"], args].concat(), place, envs).await;
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr),
+    )
+}
+
+/// Runs `bakery <args> <place>` to its end.
+pub async fn bakery_command(
+    args: &[&str],
+    place: &[String],
+    envs: &[(&str, &str)],
+) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_bakery"))
         .args(args)
         .args(place)
         .envs(envs.iter().copied())
         .env("BAKERY_LOG", "warn")
         .output()
         .await
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned()
-            + &String::from_utf8_lossy(&output.stderr),
-    )
+        .unwrap()
 }
 
 /// Where a status stands in the flow, to check it only moves forward.

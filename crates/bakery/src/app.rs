@@ -203,8 +203,8 @@ impl Bakery {
                 "backend:        AWS (table and stream {}, mail through SES)",
                 resources.table
             )),
-            (Sources::Embedded(_), Some(dir)) => {
-                lines.push(format!("mail outbox:    {}", dir.display()))
+            (Sources::Embedded(_), Some(path)) => {
+                lines.push(format!("mail outbox:    {}", path.display()))
             }
             (Sources::Embedded(_), None) => lines.push("mail:           over SMTP".into()),
         }

@@ -46,6 +46,34 @@ pub enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// Read the emails in the local mail outbox (when there is no SMTP).
+    Outbox {
+        #[command(subcommand)]
+        action: OutboxAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxAction {
+    /// Lists the emails, oldest first, as JSON lines: key, when, subject.
+    /// Writes nothing: it works beside a running bakery and on a read-only
+    /// data directory.
+    List {
+        /// Also print each email's recipient (personal data).
+        #[arg(long)]
+        with_recipient: bool,
+    },
+    /// Prints one email as sent (RFC 5322), ready for a mail program.
+    Show {
+        /// The email's key, from `bakery outbox list`.
+        key: String,
+    },
+    /// Writes every email into a directory as `<key>.eml`, the files mail
+    /// programs open; emails already there are written again.
+    Export {
+        /// Where the files go (created if missing).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -191,7 +219,7 @@ pub struct ServeConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
-    /// One SQLite file and a mail outbox in the data directory.
+    /// SQLite files in the data directory: the orders and the mail outbox.
     Embedded,
     /// DynamoDB, Kinesis, SQS and SES, at AWS or at any AWS endpoint (an
     /// emulator). Credentials and region come from the usual AWS

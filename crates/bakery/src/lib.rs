@@ -1,7 +1,7 @@
 //! The whole bakery on one machine.
 //!
 //! The seven functions run in one process on the embedded parts (one
-//! SQLite file, a mail outbox), with this crate playing what AWS plays in
+//! SQLite file, a mail outbox in another), with this crate playing what AWS plays in
 //! the cloud: API Gateway in front of the HTTP functions and the event
 //! source mappings behind the stream and the queues.
 //!
@@ -19,6 +19,8 @@
 //!   partial batch failures, retries with backoff, dead letters.
 //! - [`names`]: the consumers', queues' and files' names both backends use.
 //! - [`dlq`]: the operator's `bakery dlq list` and `bakery dlq redrive`.
+//! - [`outbox`]: `bakery outbox list`, `show` and `export`, the emails the
+//!   local bakery sent.
 
 pub mod app;
 pub mod aws;
@@ -26,6 +28,7 @@ pub mod config;
 pub mod dlq;
 pub mod mappings;
 pub mod names;
+pub mod outbox;
 pub mod parts;
 pub mod secrets;
 pub mod server;

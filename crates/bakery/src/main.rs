@@ -1,7 +1,8 @@
 //! `bakery`: the cake bakery's order system on one machine.
 //!
 //! With no arguments it serves the API and runs every step; `bakery dlq`
-//! inspects and redrives dead letters. `bakery --help` lists every flag.
+//! inspects and redrives dead letters; `bakery outbox` reads the emails
+//! the local bakery sent. `bakery --help` lists every flag.
 
 // The bakery allocates many short-lived buffers per request and per step;
 // under the lifecycle benchmark mimalloc gave about 5 % more lifecycles/s
@@ -59,6 +60,7 @@ async fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         None | Some(Command::Serve) => serve(cli).await,
         Some(Command::Dlq { action }) => bakery::dlq::run(&cli.serve, action).await,
+        Some(Command::Outbox { action }) => bakery::outbox::run(&cli.serve, action),
     }
 }
 

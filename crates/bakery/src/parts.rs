@@ -75,7 +75,7 @@ impl Parts {
         }
         // SMTP cannot tell a repeat from a new email, so the database
         // remembers every key sent over it; the outbox is idempotent by
-        // itself (one file per key) and needs no second record.
+        // itself (one row per key) and needs no second record.
         let (mailer, outbox): (Arc<dyn Mailer>, Option<PathBuf>) = match &config.smtp_url {
             Some(url) => (
                 Arc::new(RecordedMailer {
@@ -89,10 +89,10 @@ impl Parts {
                 None,
             ),
             None => {
-                let dir = config.data_dir.join("outbox");
+                let path = config.data_dir.join(embedded::OUTBOX_FILE);
                 (
-                    Arc::new(OutboxMailer::new(dir.clone(), config.mail_from.clone())?),
-                    Some(dir),
+                    Arc::new(OutboxMailer::new(path.clone(), config.mail_from.clone())?),
+                    Some(path),
                 )
             }
         };

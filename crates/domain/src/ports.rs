@@ -231,7 +231,7 @@ pub enum MailError {
 #[async_trait]
 pub trait Mailer: Send + Sync + 'static {
     /// Sends `email`. Idempotent by `email.key` where the adapter can be
-    /// (an outbox file named by the key); at least once otherwise.
+    /// (the local outbox keeps one email per key); at least once otherwise.
     async fn send(&self, email: &Email) -> Result<(), MailError>;
 }
 

@@ -23,7 +23,7 @@ use crate::error::{OrStore, io_error};
 
 /// How often the WAL is copied back: often enough that it stays a few
 /// megabytes, seldom enough to cost nothing when idle.
-const INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const INTERVAL: Duration = Duration::from_millis(100);
 
 /// The handle; dropping it stops the thread (and closes its connection)
 /// before the writer's connection closes.
@@ -33,7 +33,11 @@ pub(crate) struct Checkpointer {
 }
 
 impl Checkpointer {
-    pub(crate) fn start(path: PathBuf, busy_timeout: Duration) -> Result<Checkpointer, StoreError> {
+    pub(crate) fn start(
+        path: PathBuf,
+        busy_timeout: Duration,
+        interval: Duration,
+    ) -> Result<Checkpointer, StoreError> {
         let conn = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -43,7 +47,7 @@ impl Checkpointer {
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("embedded-checkpointer".into())
-            .spawn(move || run(&conn, &stopped))
+            .spawn(move || run(&conn, &stopped, interval))
             .map_err(|error| io_error("cannot start the checkpoint thread", error))?;
         Ok(Checkpointer {
             stop: Some(stop),
@@ -52,9 +56,9 @@ impl Checkpointer {
     }
 }
 
-fn run(conn: &Connection, stopped: &mpsc::Receiver<()>) {
+fn run(conn: &Connection, stopped: &mpsc::Receiver<()>, interval: Duration) {
     // Nothing is ever sent: the channel closing is the signal to stop.
-    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(INTERVAL) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
         let outcome = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
             row.get::<_, i64>(0)
         });

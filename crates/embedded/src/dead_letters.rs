@@ -6,11 +6,10 @@
 
 use chrono::{DateTime, Utc};
 use domain::ports::StoreError;
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use std::path::Path;
-use std::time::Duration;
 
 use crate::Database;
 use crate::error::{OrStore, corrupt};
@@ -100,35 +99,10 @@ impl Database {
 }
 
 /// Every dead letter in the data directory `dir`, oldest first, read
-/// without writing anything there: no lock taken, no migration run, so it
+/// without writing anything there (see [`schema::open_read_only`]): it
 /// works beside a running bakery and on a read-only copy.
-///
-/// A database with no write-ahead log beside it was closed cleanly and
-/// nobody has it open: it is read as an immutable file, since even a
-/// read-only connection would otherwise leave a log and a shared-memory
-/// file behind. With a log (a bakery is running), the connection shares
-/// the files that are already there.
 pub fn list_read_only(dir: &Path) -> Result<Vec<DeadLetter>, StoreError> {
-    let path = dir.join(crate::DATABASE_FILE);
-    let wal = dir.join(format!("{}-wal", crate::DATABASE_FILE));
-    let conn = if wal.exists() {
-        schema::open_reader(&path, Duration::from_secs(5))?
-    } else {
-        // An SQLite URI: `%`, `?` and `#` in the path are escaped.
-        let escaped = path
-            .to_string_lossy()
-            .replace('%', "%25")
-            .replace('?', "%3f")
-            .replace('#', "%23");
-        Connection::open_with_flags(
-            format!("file:{escaped}?immutable=1"),
-            OpenFlags::SQLITE_OPEN_READ_ONLY
-                | OpenFlags::SQLITE_OPEN_URI
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .or_store()?
-    };
-    all(&conn)
+    all(&schema::open_read_only(&dir.join(crate::DATABASE_FILE))?)
 }
 
 fn all(conn: &Connection) -> Result<Vec<DeadLetter>, StoreError> {

@@ -1,6 +1,7 @@
 //! Embedded adapters for one machine: the orders, the order stream, the
 //! delivery and feedback queues, the dead letters and the sent-mail record,
-//! all in one SQLite file (`bakery.sqlite3`, WAL mode).
+//! all in one SQLite file (`bakery.sqlite3`, WAL mode); and the mail
+//! outbox, in a second one.
 //!
 //! One file means one transaction can cover what the cloud spreads over
 //! several services: an order and the event that announces it are written
@@ -39,7 +40,9 @@
 //!   receiving, deleting and failing messages.
 //! - `dead_letters.rs`: the dead letters of both sources.
 //! - `redrive.rs`: putting a dead letter back on its queue or the stream.
-//! - `mail.rs`: which emails were sent, by key.
+//! - `mail.rs`: which emails were sent over SMTP, by key.
+//! - `outbox.rs`: the mail outbox, the emails themselves when there is no
+//!   SMTP server, in a SQLite file of its own (`outbox.sqlite3`).
 //! - `error.rs`: SQLite and filesystem errors as [`StoreError`]s.
 //! - `time.rs`: times as stored (microseconds since the epoch).
 //! - `watchers.rs`: reads waiting for an order to change (long-polling).
@@ -53,6 +56,7 @@ mod dead_letters;
 mod error;
 mod mail;
 mod operations;
+mod outbox;
 mod owner;
 mod queues;
 mod readers;
@@ -75,6 +79,7 @@ use rusqlite::Connection;
 use tokio::sync::watch;
 
 pub use dead_letters::{DeadLetter, DeadLetterKind, list_read_only as dead_letters_read_only};
+pub use outbox::{MailOutbox, NewMail, OUTBOX_FILE, OutboxReader, SentMail};
 pub use queues::{QueueDepth, ReceivedMessage, SqliteQueue};
 pub use store::{SqliteStore, StepToQueue};
 pub use stream::StreamRecord;
@@ -174,7 +179,8 @@ impl Database {
             Arc::clone(&signals),
             Arc::clone(&recent),
         )?;
-        let checkpointer = Checkpointer::start(path.clone(), options.busy_timeout)?;
+        let checkpointer =
+            Checkpointer::start(path.clone(), options.busy_timeout, checkpointer::INTERVAL)?;
         Ok(Database {
             inner: Arc::new(Inner {
                 readers: Readers::new(path.clone(), options.busy_timeout),

@@ -19,7 +19,7 @@ use crate::error::OrStore;
 pub(crate) const SCHEMA_VERSION: i64 = 1;
 
 /// The page size of a new database file, in bytes.
-const PAGE_SIZE: i64 = 2048;
+pub(crate) const PAGE_SIZE: i64 = 2048;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS orders (
@@ -124,6 +124,20 @@ CREATE TABLE IF NOT EXISTS sent_mail (
 /// date. The first connection decides WAL mode for the file, so this runs
 /// before any reader opens it.
 pub(crate) fn open_writer(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
+    let conn = open_durable(path, busy_timeout, PAGE_SIZE)?;
+    migrate(&conn, SCHEMA, SCHEMA_VERSION)?;
+    Ok(conn)
+}
+
+/// A connection for the one thread that writes a file (the database or the
+/// mail outbox): WAL mode, every commit on disk before it returns, and no
+/// checkpoints of its own (a [`crate::checkpointer::Checkpointer`] does
+/// them).
+pub(crate) fn open_durable(
+    path: &Path,
+    busy_timeout: Duration,
+    page_size: i64,
+) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -136,7 +150,7 @@ pub(crate) fn open_writer(path: &Path, busy_timeout: Duration) -> Result<Connect
     // changed to the WAL, and most change one order (under 1 KiB) on a page
     // of its own: 2 KiB pages write half the bytes of the default 4 KiB and
     // still hold a finished order without overflow.
-    conn.pragma_update(None, "page_size", PAGE_SIZE)
+    conn.pragma_update(None, "page_size", page_size)
         .or_store()?;
     // Also only on a new file: pages freed by trimming the stream can be
     // given back to the file system a few at a time
@@ -163,7 +177,6 @@ pub(crate) fn open_writer(path: &Path, busy_timeout: Duration) -> Result<Connect
     conn.pragma_update(None, "wal_autocheckpoint", 0)
         .or_store()?;
     conn.set_prepared_statement_cache_capacity(64);
-    migrate(&conn)?;
     Ok(conn)
 }
 
@@ -179,19 +192,51 @@ pub(crate) fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connect
     Ok(conn)
 }
 
-fn migrate(conn: &Connection) -> Result<(), StoreError> {
+/// A connection that reads `path` without writing anything there: no lock
+/// taken, no migration run, so it works beside a running bakery and on a
+/// read-only copy.
+///
+/// A file with no write-ahead log beside it was closed cleanly and nobody
+/// has it open: it is read as an immutable file, since even a read-only
+/// connection would otherwise leave a log and a shared-memory file behind.
+/// With a log (a bakery is running), the connection shares the files that
+/// are already there.
+pub(crate) fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    if Path::new(&wal).exists() {
+        return open_reader(path, Duration::from_secs(5));
+    }
+    // An SQLite URI: `%`, `?` and `#` in the path are escaped.
+    let escaped = path
+        .to_string_lossy()
+        .replace('%', "%25")
+        .replace('?', "%3f")
+        .replace('#', "%23");
+    Connection::open_with_flags(
+        format!("file:{escaped}?immutable=1"),
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .or_store()
+}
+
+/// Brings a file's tables up to `version_now` (`schema` is idempotent), or
+/// refuses a file of a later version rather than misread it.
+pub(crate) fn migrate(conn: &Connection, schema: &str, version_now: i64) -> Result<(), StoreError> {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .or_store()?;
-    if version > SCHEMA_VERSION {
+    if version > version_now {
         return Err(StoreError::Failed(format!(
-            "the database has schema version {version}, newer than this program's {SCHEMA_VERSION}"
+            "the database has schema version {version}, newer than this program's {version_now}"
         )));
     }
     // One transaction: a crash half way leaves the old schema, not half of
     // the new one.
     conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        "BEGIN IMMEDIATE; {schema} PRAGMA user_version = {version_now}; COMMIT;"
     ))
     .map_err(|error| {
         let _ = conn.execute_batch("ROLLBACK");

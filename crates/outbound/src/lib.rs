@@ -1,4 +1,4 @@
-//! What leaves the bakery: emails (written to an outbox directory or sent
+//! What leaves the bakery: emails (kept in the local outbox or sent
 //! over SMTP) and signed webhooks to partners.
 //!
 //! Every adapter here implements one of the domain's ports
@@ -11,8 +11,9 @@
 //!
 //! - `mail.rs`: builds the RFC 5322 message both mailers send, from one
 //!   function, so header-injection defences live in one place.
-//! - `outbox.rs`: [`OutboxMailer`], one `.eml` file per email key, written
-//!   atomically (temp file, fsync, rename). Used when running locally.
+//! - `outbox.rs`: [`OutboxMailer`], the emails kept in the local outbox
+//!   (the `embedded` crate's SQLite file), one per key, stored in groups by
+//!   one thread. Used when running locally without SMTP.
 //! - `smtp.rs`: [`SmtpMailer`], lettre over SMTP, with a Message-ID derived
 //!   from the key so receivers can drop duplicates.
 //! - `webhook.rs`: [`WebhookNotifier`] (Standard Webhooks, retried with

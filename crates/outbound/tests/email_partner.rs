@@ -3,11 +3,13 @@
 mod common;
 
 use std::fs;
+use std::path::Path;
 use std::sync::Arc;
 
 use common::Eml;
 use domain::events::PartnerMessage;
 use domain::ports::{NotifyError, PartnerNotifier};
+use embedded::OutboxReader;
 use outbound::{EmailPartner, OutboxMailer};
 
 fn message() -> PartnerMessage {
@@ -20,21 +22,28 @@ fn message() -> PartnerMessage {
     }
 }
 
-fn partner(dir: &std::path::Path, to: &str) -> EmailPartner {
-    let mailer =
-        OutboxMailer::new(dir.to_path_buf(), "Bakery <orders@bakery.example>".into()).unwrap();
+fn partner(outbox: &Path, to: &str) -> EmailPartner {
+    let mailer = OutboxMailer::new(
+        outbox.to_path_buf(),
+        "Bakery <orders@bakery.example>".into(),
+    )
+    .unwrap();
     EmailPartner::new(Arc::new(mailer), to.into())
 }
 
 #[tokio::test]
 async fn sends_the_message_as_an_email_keyed_by_its_id() {
     let tmp = tempfile::tempdir().unwrap();
-    let partner = partner(tmp.path(), "care@partner.example");
+    let outbox = tmp.path().join("outbox.sqlite3");
+    let partner = partner(&outbox, "care@partner.example");
     partner.notify(&message()).await.unwrap();
     // Idempotent like the mailer beneath.
     partner.notify(&message()).await.unwrap();
 
-    let raw = fs::read(tmp.path().join(format!("{}.eml", message().id))).unwrap();
+    let reader = OutboxReader::open(&outbox).unwrap();
+    let keys: Vec<String> = reader.list().unwrap().into_iter().map(|m| m.key).collect();
+    assert_eq!(keys, vec![message().id]);
+    let raw = reader.message(&message().id).unwrap().unwrap();
     let eml = Eml::parse(&raw);
     assert_eq!(eml.header("To"), "care@partner.example");
     assert_eq!(eml.header("Subject"), "Feedback for order o-7");
@@ -43,13 +52,12 @@ async fn sends_the_message_as_an_email_keyed_by_its_id() {
         format!("<{}@bakery.local>", message().id)
     );
     assert_eq!(eml.text(), "Lovely cake, thank you!");
-    assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
 }
 
 #[tokio::test]
 async fn a_rejected_mail_is_a_rejected_notification() {
     let tmp = tempfile::tempdir().unwrap();
-    let err = partner(tmp.path(), "not an address")
+    let err = partner(&tmp.path().join("outbox.sqlite3"), "not an address")
         .notify(&message())
         .await
         .unwrap_err();
@@ -59,10 +67,11 @@ async fn a_rejected_mail_is_a_rejected_notification() {
 #[tokio::test]
 async fn an_unavailable_mailer_is_an_unavailable_partner() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("outbox");
-    let partner = partner(&dir, "care@partner.example");
-    fs::remove_dir(&dir).unwrap();
-    fs::write(&dir, b"a file where the outbox was").unwrap();
+    let outbox = tmp.path().join("outbox.sqlite3");
+    let partner = partner(&outbox, "care@partner.example");
+    // A directory where the outbox was: it cannot be opened again.
+    fs::remove_file(&outbox).unwrap();
+    fs::create_dir(&outbox).unwrap();
     let err = partner.notify(&message()).await.unwrap_err();
     assert!(matches!(err, NotifyError::Unavailable(_)), "{err:?}");
 }

@@ -1,34 +1,43 @@
-//! OutboxMailer against a real temporary directory.
+//! OutboxMailer against a real outbox file in a temporary directory, read
+//! back the way `bakery outbox` reads it.
 
 mod common;
 
 use std::fs;
+use std::path::Path;
 
 use common::{Eml, decode_words, email};
 use domain::ports::{MailError, Mailer};
+use embedded::OutboxReader;
 use outbound::OutboxMailer;
 
 const FROM: &str = "Cake Bakery <orders@bakery.example>";
 
 fn outbox() -> (tempfile::TempDir, OutboxMailer) {
     let tmp = tempfile::tempdir().unwrap();
-    let mailer = OutboxMailer::new(tmp.path().join("outbox"), FROM.into()).unwrap();
+    let mailer = OutboxMailer::new(tmp.path().join("outbox.sqlite3"), FROM.into()).unwrap();
     (tmp, mailer)
 }
 
-fn entries(dir: &std::path::Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
+/// The keys in the outbox, in the order they were stored.
+fn keys(path: &Path) -> Vec<String> {
+    let reader = OutboxReader::open(path).unwrap();
+    reader.list().unwrap().into_iter().map(|m| m.key).collect()
+}
+
+/// The message stored under `key`.
+fn message(path: &Path, key: &str) -> Vec<u8> {
+    let reader = OutboxReader::open(path).unwrap();
+    reader
+        .message(key)
         .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
+        .expect("the email is in the outbox")
 }
 
 #[tokio::test]
-async fn writes_one_rfc5322_file_named_by_key() {
+async fn keeps_one_rfc5322_message_under_its_key() {
     let (_tmp, mailer) = outbox();
-    assert!(mailer.dir().is_dir(), "created by new");
+    assert!(mailer.path().is_file(), "created by new");
     mailer
         .send(&email(
             "order-1",
@@ -39,9 +48,13 @@ async fn writes_one_rfc5322_file_named_by_key() {
         .await
         .unwrap();
 
-    // Only the mail: no temp file left behind.
-    assert_eq!(entries(mailer.dir()), vec!["order-1.eml"]);
-    let raw = fs::read(mailer.dir().join("order-1.eml")).unwrap();
+    assert_eq!(keys(mailer.path()), vec!["order-1"]);
+    let listed = &OutboxReader::open(mailer.path()).unwrap().list().unwrap()[0];
+    assert_eq!(listed.recipient, "Ann <ann@example.com>");
+    assert_eq!(listed.subject, "Your cake is ready");
+    assert!((chrono::Utc::now() - listed.sent_at).num_seconds() < 60);
+
+    let raw = message(mailer.path(), "order-1");
     let text = String::from_utf8(raw.clone()).unwrap();
     for header in ["From:", "To:", "Subject:", "Message-ID:", "Date:"] {
         assert!(text.contains(&format!("\r\n{header} ")) || text.starts_with(header));
@@ -65,43 +78,44 @@ async fn writes_one_rfc5322_file_named_by_key() {
 }
 
 #[tokio::test]
-async fn sending_the_same_key_again_leaves_the_file_alone() {
+async fn sending_the_same_key_again_keeps_the_first_email() {
     let (_tmp, mailer) = outbox();
-    let path = mailer.dir().join("k-2.eml");
     mailer
         .send(&email("k-2", "ann@example.com", "First", "one"))
         .await
         .unwrap();
-    let before = fs::read(&path).unwrap();
-    let modified = fs::metadata(&path).unwrap().modified().unwrap();
+    let before = message(mailer.path(), "k-2");
 
     mailer
         .send(&email("k-2", "ann@example.com", "Second", "two"))
         .await
         .unwrap();
 
-    assert_eq!(fs::read(&path).unwrap(), before);
-    assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), modified);
+    assert_eq!(message(mailer.path(), "k-2"), before);
     assert_eq!(Eml::parse(&before).header("Subject"), "First");
-    assert_eq!(entries(mailer.dir()), vec!["k-2.eml"]);
+    assert_eq!(keys(mailer.path()), vec!["k-2"]);
 }
 
 #[tokio::test]
-async fn an_empty_file_left_by_a_crash_is_written_again() {
-    // A crash after a mail got its name but before it was synced can leave
-    // the name on an empty file; that mail was never sent.
-    let (_tmp, mailer) = outbox();
-    let path = mailer.dir().join("k-3.eml");
-    fs::write(&path, b"").unwrap();
-
-    mailer
-        .send(&email("k-3", "ann@example.com", "Again", "three"))
+async fn a_sent_email_survives_a_restart_and_is_not_sent_twice() {
+    // What a consumer retried after a crash does: the same key again, from
+    // a new process's mailer on the same file.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("outbox.sqlite3");
+    let first = OutboxMailer::new(path.clone(), FROM.into()).unwrap();
+    first
+        .send(&email("k-3", "ann@example.com", "Once", "three"))
         .await
         .unwrap();
+    drop(first);
 
-    let eml = Eml::parse(&fs::read(&path).unwrap());
-    assert_eq!(eml.header("Subject"), "Again");
-    assert_eq!(entries(mailer.dir()), vec!["k-3.eml"], "no temp file left");
+    let second = OutboxMailer::new(path.clone(), FROM.into()).unwrap();
+    second
+        .send(&email("k-3", "ann@example.com", "Twice", "three"))
+        .await
+        .unwrap();
+    assert_eq!(keys(&path), vec!["k-3"]);
+    assert_eq!(Eml::parse(&message(&path, "k-3")).header("Subject"), "Once");
 }
 
 #[tokio::test]
@@ -116,7 +130,7 @@ async fn a_subject_cannot_add_headers() {
         ))
         .await
         .unwrap();
-    let eml = Eml::parse(&fs::read(mailer.dir().join("k-3.eml")).unwrap());
+    let eml = Eml::parse(&message(mailer.path(), "k-3"));
     for name in ["Bcc", "X-Evil", "Cc"] {
         assert!(!eml.has_header(name), "{name} injected");
     }
@@ -149,10 +163,14 @@ async fn invalid_addresses_are_rejected_and_nothing_is_written() {
         .await
         .unwrap_err();
     assert!(matches!(err, MailError::Rejected(_)), "{err:?}");
-    assert!(entries(mailer.dir()).is_empty());
+    assert!(keys(mailer.path()).is_empty());
 
     let tmp = tempfile::tempdir().unwrap();
-    let err = OutboxMailer::new(tmp.path().to_path_buf(), "bakery\r\nBcc: x@y".into()).unwrap_err();
+    let err = OutboxMailer::new(
+        tmp.path().join("outbox.sqlite3"),
+        "bakery\r\nBcc: x@y".into(),
+    )
+    .unwrap_err();
     assert!(matches!(err, MailError::Rejected(_)), "{err:?}");
 }
 
@@ -162,14 +180,19 @@ async fn an_unwritable_outbox_is_unavailable() {
     let file = tmp.path().join("plain-file");
     fs::write(&file, b"not a directory").unwrap();
 
-    let err = OutboxMailer::new(file.join("outbox"), FROM.into()).unwrap_err();
+    let err = OutboxMailer::new(file.join("outbox.sqlite3"), FROM.into()).unwrap_err();
     assert!(matches!(err, MailError::Unavailable(_)), "{err:?}");
 
-    // An outbox that worked at startup and was replaced by a file since.
-    let dir = tmp.path().join("outbox");
-    let mailer = OutboxMailer::new(dir.clone(), FROM.into()).unwrap();
-    fs::remove_dir(&dir).unwrap();
-    fs::write(&dir, b"now a file").unwrap();
+    // A file that is not an outbox.
+    let err = OutboxMailer::new(file.clone(), FROM.into()).unwrap_err();
+    assert!(matches!(err, MailError::Unavailable(_)), "{err:?}");
+
+    // An outbox that worked at startup and was replaced by something that
+    // is not one since: the email is not lost in the old file, it waits.
+    let path = tmp.path().join("outbox.sqlite3");
+    let mailer = OutboxMailer::new(path.clone(), FROM.into()).unwrap();
+    fs::remove_file(&path).unwrap();
+    fs::create_dir(&path).unwrap();
     let err = mailer
         .send(&email("k-5", "ann@example.com", "Hi", "body"))
         .await
@@ -178,21 +201,29 @@ async fn an_unwritable_outbox_is_unavailable() {
 }
 
 #[tokio::test]
-async fn an_outbox_removed_after_startup_is_recreated() {
+async fn an_outbox_removed_after_startup_is_made_again() {
     let (_tmp, mailer) = outbox();
-    fs::remove_dir(mailer.dir()).unwrap();
     mailer
-        .send(&email("k-6", "ann@example.com", "Hi", "body"))
+        .send(&email("k-6", "ann@example.com", "Before", "body"))
         .await
         .unwrap();
-    assert_eq!(entries(mailer.dir()), vec!["k-6.eml"]);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = mailer.path().as_os_str().to_owned();
+        file.push(suffix);
+        let _ = fs::remove_file(&file);
+    }
+    mailer
+        .send(&email("k-6b", "ann@example.com", "After", "body"))
+        .await
+        .unwrap();
+    assert_eq!(keys(mailer.path()), vec!["k-6b"]);
 }
 
 #[tokio::test]
 async fn non_ascii_names_subjects_and_text_are_encoded() {
     let tmp = tempfile::tempdir().unwrap();
     let mailer = OutboxMailer::new(
-        tmp.path().to_path_buf(),
+        tmp.path().join("outbox.sqlite3"),
         "Bäckerei Zoë <zoe@bakery.example>".into(),
     )
     .unwrap();
@@ -207,7 +238,7 @@ async fn non_ascii_names_subjects_and_text_are_encoded() {
         .await
         .unwrap();
 
-    let raw = fs::read(tmp.path().join("k-7.eml")).unwrap();
+    let raw = message(mailer.path(), "k-7");
     assert!(raw.is_ascii(), "headers and body are 7-bit encoded");
     let eml = Eml::parse(&raw);
     assert_eq!(decode_words(eml.header("Subject")), subject);
@@ -223,7 +254,7 @@ async fn non_ascii_names_subjects_and_text_are_encoded() {
 }
 
 #[tokio::test]
-async fn many_concurrent_sends_land_once_each_and_leave_no_temp_files() {
+async fn many_concurrent_sends_land_once_each() {
     let (_tmp, mailer) = outbox();
     // 300 sends of 100 keys at once: the writer groups them, and a key that
     // comes twice in a group or in later groups is written once.
@@ -239,11 +270,13 @@ async fn many_concurrent_sends_land_once_each_and_leave_no_temp_files() {
     let results = futures::future::join_all(sends).await;
     assert!(results.iter().all(Result::is_ok), "{results:?}");
 
-    let mut expected: Vec<String> = (0..100).map(|n| format!("k-{n}.eml")).collect();
+    let mut stored = keys(mailer.path());
+    stored.sort();
+    let mut expected: Vec<String> = (0..100).map(|n| format!("k-{n}")).collect();
     expected.sort();
-    assert_eq!(entries(mailer.dir()), expected);
-    for name in &expected {
-        let eml = Eml::parse(&fs::read(mailer.dir().join(name)).unwrap());
+    assert_eq!(stored, expected);
+    for key in &expected {
+        let eml = Eml::parse(&message(mailer.path(), key));
         assert_eq!(eml.header("To"), "ann@example.com");
     }
 }
