@@ -18,7 +18,7 @@ pub fn run(config: &ServeConfig, action: &OutboxAction) -> Result<()> {
     let path = config.data_dir.join(embedded::OUTBOX_FILE);
     if !path.exists() {
         bail!(
-            "no mail outbox in {} (no email was sent there yet, or it sends over SMTP); pass --data-dir",
+            "no mail outbox in {} (no email was sent there yet, or mail goes over SMTP or, with --backend aws, through SES); pass --data-dir",
             config.data_dir.display()
         );
     }
