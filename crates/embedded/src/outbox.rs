@@ -78,7 +78,7 @@ impl MailOutbox {
     /// copies its write-ahead log back.
     pub fn open(path: &Path) -> Result<MailOutbox, StoreError> {
         let busy_timeout = Duration::from_secs(5);
-        let conn = schema::open_durable(path, busy_timeout, schema::PAGE_SIZE)?;
+        let conn = schema::open_durable(path, busy_timeout)?;
         schema::migrate(&conn, OUTBOX_SCHEMA, OUTBOX_SCHEMA_VERSION)?;
         let checkpointer =
             Checkpointer::start(path.to_path_buf(), busy_timeout, CHECKPOINT_INTERVAL)?;

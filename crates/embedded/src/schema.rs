@@ -19,7 +19,7 @@ use crate::error::OrStore;
 pub(crate) const SCHEMA_VERSION: i64 = 1;
 
 /// The page size of a new database file, in bytes.
-pub(crate) const PAGE_SIZE: i64 = 2048;
+const PAGE_SIZE: i64 = 2048;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS orders (
@@ -124,7 +124,7 @@ CREATE TABLE IF NOT EXISTS sent_mail (
 /// date. The first connection decides WAL mode for the file, so this runs
 /// before any reader opens it.
 pub(crate) fn open_writer(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
-    let conn = open_durable(path, busy_timeout, PAGE_SIZE)?;
+    let conn = open_durable(path, busy_timeout)?;
     migrate(&conn, SCHEMA, SCHEMA_VERSION)?;
     Ok(conn)
 }
@@ -133,11 +133,7 @@ pub(crate) fn open_writer(path: &Path, busy_timeout: Duration) -> Result<Connect
 /// mail outbox): WAL mode, every commit on disk before it returns, and no
 /// checkpoints of its own (a [`crate::checkpointer::Checkpointer`] does
 /// them).
-pub(crate) fn open_durable(
-    path: &Path,
-    busy_timeout: Duration,
-    page_size: i64,
-) -> Result<Connection, StoreError> {
+pub(crate) fn open_durable(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -150,7 +146,7 @@ pub(crate) fn open_durable(
     // changed to the WAL, and most change one order (under 1 KiB) on a page
     // of its own: 2 KiB pages write half the bytes of the default 4 KiB and
     // still hold a finished order without overflow.
-    conn.pragma_update(None, "page_size", page_size)
+    conn.pragma_update(None, "page_size", PAGE_SIZE)
         .or_store()?;
     // Also only on a new file: pages freed by trimming the stream can be
     // given back to the file system a few at a time
