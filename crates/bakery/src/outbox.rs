@@ -121,6 +121,20 @@ mod tests {
     }
 
     #[test]
+    fn export_into_a_place_that_cannot_hold_files_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = outbox_with(dir.path(), &["k-1"]);
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"not a directory").unwrap();
+        let target = file.join("exported");
+        let error = export(&OutboxReader::open(&path).unwrap(), &target).unwrap_err();
+        assert!(error.to_string().contains("cannot create"), "{error}");
+        assert!(error.to_string().contains("a-file"), "{error}");
+        // The outbox is untouched.
+        assert_eq!(OutboxReader::open(&path).unwrap().list().unwrap().len(), 1);
+    }
+
+    #[test]
     fn export_refuses_a_key_that_is_not_a_file_name() {
         // The bakery never stores such keys; a hand-edited outbox might.
         for key in ["../escape", ".hidden", "a/b", ""] {
